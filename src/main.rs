@@ -1,0 +1,33 @@
+//! The flowprobe binary: parse the command line, set up logging, run, map to an exit code.
+
+use clap::Parser;
+use flowprobe::cli::{self, Cli, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(verbose: u8, format: LogFormat) {
+    let default = match verbose {
+        0 => "error",
+        1 => "flowprobe=info",
+        _ => "flowprobe=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Cli::parse();
+    init_tracing(args.verbose, args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let code = runtime.block_on(cli::dispatch(args))?;
+    // Exit without waiting for in-flight connections to close.
+    runtime.shutdown_background();
+    std::process::exit(code);
+}

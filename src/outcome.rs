@@ -1,0 +1,192 @@
+//! Run outcomes: the one data structure that every reporter (terminal, JSON, JUnit,
+//! Prometheus, /status) reads. Messages in here are already redacted.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// Why a step failed: a closed set, the only error information that becomes a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Dns,
+    Connect,
+    Tls,
+    Timeout,
+    HttpStatus,
+    Assertion,
+    Auth,
+    LoginForm,
+    TokenInvalid,
+    Storage,
+    Integrity,
+    Cache,
+    Config,
+    Internal,
+}
+
+impl Reason {
+    /// Every reason, for pre-initialising counters.
+    pub const ALL: [Reason; 14] = [
+        Reason::Dns,
+        Reason::Connect,
+        Reason::Tls,
+        Reason::Timeout,
+        Reason::HttpStatus,
+        Reason::Assertion,
+        Reason::Auth,
+        Reason::LoginForm,
+        Reason::TokenInvalid,
+        Reason::Storage,
+        Reason::Integrity,
+        Reason::Cache,
+        Reason::Config,
+        Reason::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Dns => "dns",
+            Reason::Connect => "connect",
+            Reason::Tls => "tls",
+            Reason::Timeout => "timeout",
+            Reason::HttpStatus => "http_status",
+            Reason::Assertion => "assertion",
+            Reason::Auth => "auth",
+            Reason::LoginForm => "login_form",
+            Reason::TokenInvalid => "token_invalid",
+            Reason::Storage => "storage",
+            Reason::Integrity => "integrity",
+            Reason::Cache => "cache",
+            Reason::Config => "config",
+            Reason::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What became of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Passed,
+    Failed,
+    /// Not run, because an earlier step failed or the scenario ran out of time.
+    Skipped,
+}
+
+/// One evaluated assertion.
+#[derive(Debug, Clone, Serialize)]
+pub struct AssertionOutcome {
+    /// The assertion as written.
+    pub assertion: String,
+    pub passed: bool,
+    pub actual: String,
+    pub expected: String,
+    /// `file:line:column` of the assertion in the scenario.
+    pub location: String,
+}
+
+/// The result of one step (all its attempts).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepOutcome {
+    pub name: String,
+    /// Step kind: http, oidc, s3, redis.
+    pub kind: &'static str,
+    pub status: StepStatus,
+    /// True for steps from the `finally:` block.
+    pub cleanup: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// Full, redacted failure message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    /// Attempts made (1 when no retry was needed).
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub assertions: Vec<AssertionOutcome>,
+    /// Unix time when the peer certificate expires, when the step used TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<u64>,
+    /// `file:line` of the step.
+    pub location: String,
+}
+
+/// A named sub-timing of a step.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: String,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+}
+
+/// The result of one run of one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioOutcome {
+    pub scenario: String,
+    pub file: String,
+    pub run_id: String,
+    /// 1-based iteration (`--iterations`).
+    pub iteration: u32,
+    #[serde(with = "unix_secs")]
+    pub started_at: SystemTime,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    pub success: bool,
+    /// Reason of the first failed step, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// Set when the scenario ran out of its overall time budget.
+    pub timed_out: bool,
+    /// A failure before any step could run (a secret that cannot be read), redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub steps: Vec<StepOutcome>,
+}
+
+impl ScenarioOutcome {
+    /// The first failed step, which decides the run's reason.
+    pub fn first_failure(&self) -> Option<&StepOutcome> {
+        self.steps.iter().find(|s| s.status == StepStatus::Failed)
+    }
+
+    /// Steps that passed only after a retry.
+    pub fn retried_passes(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Passed && s.attempts > 1)
+            .count()
+    }
+}
+
+mod secs {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
+    }
+}
+
+mod unix_secs {
+    use serde::Serializer;
+    use std::time::SystemTime;
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let secs = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        s.serialize_f64((secs * 1e3).round() / 1e3)
+    }
+}

@@ -1,0 +1,111 @@
+//! Human output on the terminal: a line per step and a summary, coloured only for a TTY
+//! without `NO_COLOR`.
+
+use std::fmt::Write;
+
+use super::Summary;
+use crate::outcome::{ScenarioOutcome, StepStatus};
+use crate::units::format_duration;
+
+/// Whether to colour output written to stdout.
+pub fn use_color(disabled_by_flag: bool) -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !disabled_by_flag && !no_color && std::io::stdout().is_terminal()
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn green(&self, s: &str) -> String {
+        self.wrap("32", s)
+    }
+    fn red(&self, s: &str) -> String {
+        self.wrap("31", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+    fn bold(&self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+}
+
+/// One scenario run: a header line and a line per step.
+pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) -> String {
+    let p = Paint(color);
+    let mut s = String::new();
+    let mark = if o.success { p.green("PASS") } else { p.red("FAIL") };
+    let iter = if show_iteration {
+        format!(" #{}", o.iteration)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        s,
+        "{mark} {}{iter}  {}  {}",
+        p.bold(&o.scenario),
+        p.dim(&format_duration(o.duration)),
+        p.dim(&o.file)
+    );
+    if let Some(m) = &o.message {
+        let _ = writeln!(s, "  {} {m}", p.red("!"));
+    }
+    let width = o.steps.iter().map(|st| st.name.len()).max().unwrap_or(0).max(8);
+    for st in &o.steps {
+        let (mark, dur) = match st.status {
+            StepStatus::Passed => (p.green("✓"), format_duration(st.duration)),
+            StepStatus::Failed => (p.red("✗"), format_duration(st.duration)),
+            StepStatus::Skipped => (p.dim("-"), "skipped".to_string()),
+        };
+        let mut extra = String::new();
+        if st.cleanup {
+            extra.push_str(" (finally)");
+        }
+        if st.attempts > 1 {
+            let _ = write!(extra, " after {} attempts", st.attempts);
+        }
+        let _ = write!(
+            s,
+            "  {mark} {:<width$}  {:>8}{}",
+            st.name,
+            dur,
+            p.dim(&extra)
+        );
+        if let (StepStatus::Failed, Some(reason)) = (st.status, st.reason) {
+            let msg = st.message.as_deref().unwrap_or("");
+            let mut lines = msg.lines();
+            let _ = write!(s, "  {} {}", p.red(reason.as_str()), lines.next().unwrap_or(""));
+            for l in lines {
+                let _ = write!(s, "\n      {l}");
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The closing summary.
+pub fn render_summary(outcomes: &[ScenarioOutcome], color: bool) -> String {
+    let p = Paint(color);
+    let sum = Summary::of(outcomes);
+    let total: std::time::Duration = outcomes.iter().map(|o| o.duration).sum();
+    let mut s = format!(
+        "\n{} runs: {} passed, {} failed",
+        sum.runs,
+        if sum.passed > 0 { p.green(&sum.passed.to_string()) } else { "0".into() },
+        if sum.failed > 0 { p.red(&sum.failed.to_string()) } else { "0".into() },
+    );
+    if sum.retried_steps > 0 {
+        let _ = write!(s, " ({} steps passed after a retry)", sum.retried_steps);
+    }
+    let _ = writeln!(s, " in {}", format_duration(total));
+    s
+}

@@ -1,0 +1,711 @@
+//! Loading scenario files: read, deserialize with locations, validate every reference, and
+//! compile steps for the runner. Every error of every file is collected.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use regex::Regex;
+
+use super::diagnostic::Diagnostic;
+use super::location::LocationIndex;
+use super::model::{Retry, Scenario, Step};
+use crate::assert::{parse_assertion, parse_capture, Assertion, Query};
+use crate::secrets::read_secret;
+use crate::steps::{StepKind, KINDS};
+use crate::suggest::closest;
+use crate::template::{Expr, Template};
+
+/// Default time limit of one step attempt.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time limit of a whole run when the schedule gives none.
+pub const DEFAULT_SCENARIO_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most static labels a scenario may carry.
+const MAX_LABELS: usize = 8;
+/// Label names flowprobe itself uses.
+const RESERVED_LABELS: &[&str] = &[
+    "scenario", "step", "kind", "reason", "outcome", "phase", "quantile", "le", "version",
+    "job", "instance",
+];
+
+/// What the loader needs besides the files.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--var k=v`: overrides (or adds) scenario vars.
+    pub vars: BTreeMap<String, String>,
+    /// Check that every secret's source can be read now.
+    pub check_secrets: bool,
+}
+
+/// A capture, parsed.
+#[derive(Debug, Clone)]
+pub struct CompiledCapture {
+    pub name: String,
+    pub query: Query,
+    pub secret: bool,
+}
+
+/// A step ready to run.
+#[derive(Debug, Clone)]
+pub struct CompiledStep {
+    pub name: String,
+    pub kind: StepKind,
+    pub captures: Vec<CompiledCapture>,
+    /// Assertions with their `file:line:column`.
+    pub assertions: Vec<(Assertion, String)>,
+    pub timeout: Duration,
+    pub retry: Option<Retry>,
+    /// `file:line` of the step.
+    pub location: String,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct LoadedScenario {
+    pub file: PathBuf,
+    pub scenario: Scenario,
+    /// Vars after `--var` overrides, in declaration order.
+    pub vars: Vec<(String, String)>,
+    pub steps: Vec<CompiledStep>,
+    pub finally: Vec<CompiledStep>,
+    /// Limit of a whole run (`schedule.timeout`, else 60s).
+    pub timeout: Duration,
+}
+
+impl LoadedScenario {
+    pub fn name(&self) -> &str {
+        &self.scenario.name
+    }
+}
+
+/// Lists the scenario files named by `paths`: files as given, directories searched
+/// recursively for `*.yaml` / `*.yml`, sorted. Hidden entries (Kubernetes' `..data`) are skipped.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            collect_dir(p, &mut out).map_err(|e| {
+                Diagnostic::new(&p.display().to_string(), "", 0, 0, format!("cannot read directory: {e}"))
+            })?;
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(Diagnostic::new(
+                &p.display().to_string(),
+                "",
+                0,
+                0,
+                "no such file or directory",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn collect_dir(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            collect_dir(&p, out)?;
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Loads and validates every scenario under `paths`. Returns all scenarios, or every error.
+pub fn load_paths(
+    paths: &[PathBuf],
+    opts: &LoadOptions,
+) -> Result<Vec<LoadedScenario>, Vec<Diagnostic>> {
+    let files = expand_paths(paths).map_err(|d| vec![d])?;
+    if files.is_empty() {
+        return Err(vec![Diagnostic::new(
+            &paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            "",
+            0,
+            0,
+            "no scenario files (*.yaml, *.yml) found",
+        )]);
+    }
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen_names: HashMap<String, String> = HashMap::new();
+    for file in files {
+        let display = file.display().to_string();
+        let src = match std::fs::read_to_string(&file) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(Diagnostic::new(&display, "", 0, 0, format!("cannot read file: {e}")));
+                continue;
+            }
+        };
+        match load_source(&display, &src, opts) {
+            Ok(mut sc) => {
+                sc.file = file.clone();
+                if let Some(first) = seen_names.get(&sc.scenario.name) {
+                    let idx = LocationIndex::build(&src);
+                    let pos = idx.nearest("name");
+                    errors.push(Diagnostic::new(
+                        &display,
+                        &src,
+                        pos.line,
+                        pos.column,
+                        format!(
+                            "scenario name `{}` is already used by {first}",
+                            sc.scenario.name
+                        ),
+                    ));
+                } else {
+                    seen_names.insert(sc.scenario.name.clone(), display.clone());
+                    loaded.push(sc);
+                }
+            }
+            Err(mut errs) => errors.append(&mut errs),
+        }
+    }
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(errors)
+    }
+}
+
+static LOCATION_SUFFIX: OnceLock<Regex> = OnceLock::new();
+
+/// Turns a serde_yaml error into a diagnostic with its location and a "did you mean".
+fn yaml_error(file: &str, src: &str, e: &serde_yaml::Error) -> Diagnostic {
+    let re = LOCATION_SUFFIX.get_or_init(|| {
+        Regex::new(r" at line \d+ column \d+$").expect("static regex is valid")
+    });
+    let text = e.to_string();
+    let message = re.replace(&text, "").to_string();
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((1, 1));
+    let hint = unknown_field_hint(&message);
+    Diagnostic::new(file, src, line, column, message).with_hint(hint)
+}
+
+/// From "unknown field `hedaers`, expected one of `a`, `headers`" suggests `headers`.
+fn unknown_field_hint(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    closest(field, expected.iter().copied()).map(|s| format!("did you mean `{s}`?"))
+}
+
+struct Checker<'a> {
+    file: &'a str,
+    src: &'a str,
+    idx: LocationIndex,
+    errors: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    /// An error at the value written at `path`, `offset` bytes into it.
+    fn at(&mut self, path: &str, offset: usize, message: impl Into<String>, hint: Option<String>) {
+        let pos = self.idx.nearest(path);
+        let col = pos.column_at(offset);
+        self.errors.push(
+            Diagnostic::new(self.file, self.src, pos.line, col, message).with_hint(hint),
+        );
+    }
+
+    /// An error at the key of the entry at `path` (for names of things).
+    fn at_key(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+        let pos = self.idx.key(path).unwrap_or_else(|| self.idx.nearest(path));
+        self.errors.push(
+            Diagnostic::new(self.file, self.src, pos.line, pos.column, message).with_hint(hint),
+        );
+    }
+}
+
+/// Names steps and vars can be referred to by.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn is_scenario_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with("__")
+}
+
+/// What a template at some place may refer to.
+struct Scope<'a> {
+    vars: &'a [String],
+    secrets: &'a [String],
+    /// Steps visible here, with the names their captures and outputs give.
+    steps: &'a [(String, Vec<String>)],
+    /// Where step references are allowed at all.
+    steps_allowed: bool,
+}
+
+fn check_template(c: &mut Checker, path: &str, text: &str, scope: &Scope) {
+    let t = match Template::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            let hint = e.suggestion.map(|s| format!("did you mean `{s}`?"));
+            c.at(path, e.offset, e.message, hint);
+            return;
+        }
+    };
+    for (expr, offset) in t.exprs() {
+        match expr {
+            Expr::Var(n) if !scope.vars.contains(n) => {
+                let hint = closest(n, scope.vars.iter().map(String::as_str))
+                    .map(|s| format!("did you mean `vars.{s}`?"));
+                c.at(path, offset, format!("unknown var `{n}`"), hint);
+            }
+            Expr::Secret(n) if !scope.secrets.contains(n) => {
+                let hint = closest(n, scope.secrets.iter().map(String::as_str))
+                    .map(|s| format!("did you mean `secrets.{s}`?"))
+                    .or_else(|| Some("declare it under `secrets:` with `env:` or `file:`".into()));
+                c.at(path, offset, format!("unknown secret `{n}`"), hint);
+            }
+            Expr::Env(n) if std::env::var_os(n).is_none() => {
+                c.at(
+                    path,
+                    offset,
+                    format!("environment variable `{n}` is not set"),
+                    None,
+                );
+            }
+            Expr::Step { step, path: p } => {
+                if !scope.steps_allowed {
+                    c.at(
+                        path,
+                        offset,
+                        format!("`steps.{step}` cannot be used here: vars are rendered before any step runs"),
+                        None,
+                    );
+                    continue;
+                }
+                match scope.steps.iter().find(|(s, _)| s == step) {
+                    None => {
+                        let hint = closest(step, scope.steps.iter().map(|(s, _)| s.as_str()))
+                            .map(|s| format!("did you mean `steps.{s}`?"))
+                            .or_else(|| {
+                                Some("a step can only use captures of steps that run before it".into())
+                            });
+                        c.at(path, offset, format!("unknown step `{step}`"), hint);
+                    }
+                    Some((_, names)) => {
+                        let first = &p[0];
+                        if !names.contains(first) {
+                            let hint = closest(first, names.iter().map(String::as_str))
+                                .map(|s| format!("did you mean `steps.{step}.{s}`?"))
+                                .or_else(|| {
+                                    Some(format!(
+                                        "`{step}` provides: {}",
+                                        if names.is_empty() {
+                                            "nothing (add a `capture:`)".to_string()
+                                        } else {
+                                            names.join(", ")
+                                        }
+                                    ))
+                                });
+                            c.at(
+                                path,
+                                offset,
+                                format!("step `{step}` has no capture or output `{first}`"),
+                                hint,
+                            );
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Visits every string leaf of a JSON value with its YAML path.
+fn for_each_string(v: &serde_json::Value, path: &str, f: &mut dyn FnMut(&str, &str)) {
+    match v {
+        serde_json::Value::String(s) => f(path, s),
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                for_each_string(x, &format!("{path}[{i}]"), f);
+            }
+        }
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                for_each_string(x, &p, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_serialized<T: serde::Serialize>(c: &mut Checker, path: &str, value: &T, scope: &Scope) {
+    let Ok(json) = serde_json::to_value(value) else {
+        return;
+    };
+    let mut found = Vec::new();
+    for_each_string(&json, path, &mut |p, s| {
+        if s.contains("${{") {
+            found.push((p.to_string(), s.to_string()));
+        }
+    });
+    for (p, s) in found {
+        check_template(c, &p, &s, scope);
+    }
+}
+
+/// Deserializes and validates one file's text.
+pub fn load_source(
+    file: &str,
+    src: &str,
+    opts: &LoadOptions,
+) -> Result<LoadedScenario, Vec<Diagnostic>> {
+    let scenario: Scenario = match serde_yaml::from_str(src) {
+        Ok(s) => s,
+        Err(e) => return Err(vec![yaml_error(file, src, &e)]),
+    };
+    let mut c = Checker {
+        file,
+        src,
+        idx: LocationIndex::build(src),
+        errors: Vec::new(),
+    };
+
+    if !is_scenario_name(&scenario.name) {
+        c.at(
+            "name",
+            0,
+            format!("invalid scenario name `{}`", scenario.name),
+            Some("use lower-case letters, digits and `-` (it becomes the `scenario` label)".into()),
+        );
+    }
+    if scenario.labels.len() > MAX_LABELS {
+        c.at("labels", 0, format!("at most {MAX_LABELS} labels"), None);
+    }
+    for k in scenario.labels.keys() {
+        if !is_label_name(k) || RESERVED_LABELS.contains(&k.as_str()) {
+            c.at_key(
+                &format!("labels.{k}"),
+                format!("`{k}` cannot be a label name"),
+                Some(format!("reserved: {}", RESERVED_LABELS.join(", "))),
+            );
+        }
+    }
+    if let Some(s) = &scenario.schedule {
+        if s.interval.0.is_zero() {
+            c.at("schedule.interval", 0, "interval must be greater than 0", None);
+        }
+        if let Some(j) = s.jitter {
+            if j.0 >= s.interval.0 {
+                c.at("schedule.jitter", 0, "jitter must be shorter than the interval", None);
+            }
+        }
+    }
+    if let Some(slo) = &scenario.slo {
+        if let Some(l) = &slo.latency {
+            if l.threshold.0.is_zero() {
+                c.at("slo.latency.threshold", 0, "threshold must be greater than 0", None);
+            }
+        }
+    }
+
+    // Secrets: names and sources.
+    let secret_names: Vec<String> = scenario.secrets.keys().cloned().collect();
+    for (name, source) in &scenario.secrets {
+        let path = format!("secrets.{name}");
+        if source.env.is_some() == source.file.is_some() {
+            c.at(&path, 0, format!("secret `{name}`: give exactly one of `env` or `file`"), None);
+        } else if opts.check_secrets {
+            if let Err(e) = read_secret(name, source) {
+                let field = if source.env.is_some() { "env" } else { "file" };
+                c.at(&format!("{path}.{field}"), 0, e.to_string(), None);
+            }
+        }
+    }
+
+    // Vars: in order; each may use earlier vars, env, secrets and run.*.
+    let mut var_names: Vec<String> = Vec::new();
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for (k, v) in &scenario.vars {
+        if !is_name(k) {
+            c.at_key(&format!("vars.{k}"), format!("invalid var name `{k}`"), None);
+        }
+        let value = opts.vars.get(k).cloned().unwrap_or_else(|| v.clone());
+        if !opts.vars.contains_key(k) {
+            let scope = Scope {
+                vars: &var_names,
+                secrets: &secret_names,
+                steps: &[],
+                steps_allowed: false,
+            };
+            check_template(&mut c, &format!("vars.{k}"), &value, &scope);
+        }
+        var_names.push(k.clone());
+        vars.push((k.clone(), value));
+    }
+    for (k, v) in &opts.vars {
+        if !scenario.vars.contains_key(k) {
+            var_names.push(k.clone());
+            vars.push((k.clone(), v.clone()));
+        }
+    }
+
+    let defaults = scenario.defaults.clone().unwrap_or_default();
+    if let Some(http) = &defaults.http {
+        let scope = Scope {
+            vars: &var_names,
+            secrets: &secret_names,
+            steps: &[],
+            steps_allowed: false,
+        };
+        check_serialized(&mut c, "defaults.http", http, &scope);
+    }
+
+    if scenario.steps.is_empty() {
+        c.at("steps", 0, "a scenario needs at least one step", None);
+    }
+
+    // Steps, then finally (which sees every step).
+    let mut visible: Vec<(String, Vec<String>)> = Vec::new();
+    let mut names_seen: HashSet<String> = HashSet::new();
+    let mut compiled = Vec::new();
+    let mut compiled_finally = Vec::new();
+    for (section, list) in [("steps", &scenario.steps), ("finally", &scenario.finally)] {
+        for (i, step) in list.iter().enumerate() {
+            let path = format!("{section}[{i}]");
+            if let Some(cs) = compile_step(
+                &mut c,
+                &path,
+                step,
+                &defaults,
+                &var_names,
+                &secret_names,
+                &visible,
+                &mut names_seen,
+                file,
+            ) {
+                let mut names: Vec<String> = cs.captures.iter().map(|k| k.name.clone()).collect();
+                names.extend(cs.kind.outputs().iter().map(|s| s.to_string()));
+                visible.push((cs.name.clone(), names));
+                if section == "steps" {
+                    compiled.push(cs);
+                } else {
+                    compiled_finally.push(cs);
+                }
+            }
+        }
+    }
+
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    let timeout = scenario
+        .schedule
+        .as_ref()
+        .and_then(|s| s.timeout)
+        .map(|d| d.0)
+        .unwrap_or(DEFAULT_SCENARIO_TIMEOUT);
+    Ok(LoadedScenario {
+        file: PathBuf::from(file),
+        scenario,
+        vars,
+        steps: compiled,
+        finally: compiled_finally,
+        timeout,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_step(
+    c: &mut Checker,
+    path: &str,
+    step: &Step,
+    defaults: &super::model::Defaults,
+    vars: &[String],
+    secrets: &[String],
+    visible: &[(String, Vec<String>)],
+    names_seen: &mut HashSet<String>,
+    file: &str,
+) -> Option<CompiledStep> {
+    let name_path = format!("{path}.name");
+    if !is_name(&step.name) {
+        c.at(
+            &name_path,
+            0,
+            format!("invalid step name `{}`", step.name),
+            Some("use letters, digits, `_` and `-` (it is used in `steps.NAME` references)".into()),
+        );
+    } else if !names_seen.insert(step.name.clone()) {
+        c.at(&name_path, 0, format!("duplicate step name `{}`", step.name), None);
+    }
+
+    // Exactly one kind key.
+    let mut kinds: Vec<(&str, StepKind)> = Vec::new();
+    if let Some(h) = &step.http {
+        let merged = match &defaults.http {
+            Some(d) => h.merged_over(d),
+            None => h.clone(),
+        };
+        for (sub, msg) in merged.check() {
+            let p = if sub.is_empty() {
+                format!("{path}.http")
+            } else {
+                format!("{path}.http.{sub}")
+            };
+            c.at(&p, 0, msg, None);
+        }
+        kinds.push(("http", StepKind::Http(merged)));
+    }
+    if kinds.len() != 1 {
+        let msg = if kinds.is_empty() {
+            format!("step `{}` has no kind", step.name)
+        } else {
+            format!(
+                "step `{}` has several kinds: {}",
+                step.name,
+                kinds.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
+            )
+        };
+        c.at(path, 0, msg, Some(format!("give exactly one of: {}", KINDS.join(", "))));
+        return None;
+    }
+    let (kind_key, kind) = kinds.remove(0);
+
+    let scope = Scope {
+        vars,
+        secrets,
+        steps: visible,
+        steps_allowed: true,
+    };
+    if let Some(h) = &step.http {
+        check_serialized(c, &format!("{path}.{kind_key}"), h, &scope);
+    }
+
+    let mut captures = Vec::new();
+    for (cname, cap) in &step.capture {
+        let cpath = format!("{path}.capture.{cname}");
+        if !is_name(cname) {
+            c.at_key(&cpath, format!("invalid capture name `{cname}`"), None);
+        }
+        // `{query, secret}` form: the query sits one level deeper.
+        let qpath = if c.idx.value(&format!("{cpath}.query")).is_some() {
+            format!("{cpath}.query")
+        } else {
+            cpath.clone()
+        };
+        match parse_capture(&cap.query) {
+            Ok(q) => {
+                check_query_supported(c, &qpath, &q, &kind);
+                captures.push(CompiledCapture {
+                    name: cname.clone(),
+                    query: q,
+                    secret: cap.secret,
+                });
+            }
+            Err(e) => c.at(&qpath, e.offset, e.message, None),
+        }
+    }
+
+    // Assertions may also use this step's own captures.
+    let mut own: Vec<(String, Vec<String>)> = visible.to_vec();
+    let mut own_names: Vec<String> = captures.iter().map(|k| k.name.clone()).collect();
+    own_names.extend(kind.outputs().iter().map(|s| s.to_string()));
+    own.push((step.name.clone(), own_names));
+    let assert_scope = Scope {
+        vars,
+        secrets,
+        steps: &own,
+        steps_allowed: true,
+    };
+    let mut assertions = Vec::new();
+    for (i, text) in step.assert.iter().enumerate() {
+        let apath = format!("{path}.assert[{i}]");
+        match parse_assertion(text) {
+            Ok(a) => {
+                check_query_supported(c, &apath, &a.query, &kind);
+                if let Some(crate::assert::Literal::Str(s)) = &a.expected {
+                    if s.contains("${{") {
+                        // Offsets of the template inside the assertion text.
+                        let base = text.find(s.as_str()).unwrap_or(0);
+                        let before = c.errors.len();
+                        check_template(c, &apath, s, &assert_scope);
+                        for d in &mut c.errors[before..] {
+                            d.column += base;
+                        }
+                    }
+                }
+                let pos = c.idx.nearest(&apath);
+                assertions.push((a, format!("{file}:{}:{}", pos.line, pos.column)));
+            }
+            Err(e) => c.at(&apath, e.offset, e.message, None),
+        }
+    }
+
+    let retry = step.retry.clone().or_else(|| defaults.retry.clone());
+    if let Some(r) = &retry {
+        if r.attempts == 0 {
+            c.at(&format!("{path}.retry.attempts"), 0, "attempts must be at least 1", None);
+        }
+        if !(r.backoff >= 1.0 && r.backoff.is_finite()) {
+            c.at(&format!("{path}.retry.backoff"), 0, "backoff must be 1 or more", None);
+        }
+    }
+    let line = c.idx.nearest(path).line;
+    Some(CompiledStep {
+        name: step.name.clone(),
+        kind,
+        captures,
+        assertions,
+        timeout: step
+            .timeout
+            .or(defaults.timeout)
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_STEP_TIMEOUT),
+        retry,
+        location: format!("{file}:{line}"),
+    })
+}
+
+fn check_query_supported(c: &mut Checker, path: &str, q: &Query, kind: &StepKind) {
+    let kw = q.keyword();
+    if !kind.queries().contains(&kw) {
+        c.at(
+            path,
+            0,
+            format!("a {} step has no `{kw}` query", kind.name()),
+            Some(format!("{} steps answer: {}", kind.name(), kind.queries().join(", "))),
+        );
+    }
+}

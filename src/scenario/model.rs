@@ -1,0 +1,244 @@
+//! The scenario file format as serde structs: what a user may write, and nothing else.
+
+use std::collections::BTreeMap;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::steps::http::HttpSpec;
+use crate::units::Dur;
+
+/// One scenario file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Unique name, `[a-z0-9-]`; the `scenario` label of every metric.
+    pub name: String,
+    /// Free text shown in reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Static extra labels (a small, bounded set).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// When `flowprobe serve` runs the scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    /// Named values, rendered in order once per run; later vars may use earlier ones.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub vars: IndexMap<String, String>,
+    /// Secret values, read again at the start of every run and redacted everywhere.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub secrets: IndexMap<String, SecretSource>,
+    /// Settings every step inherits unless it sets its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Defaults>,
+    /// The user flow, run in order; the first failure skips the rest.
+    pub steps: Vec<Step>,
+    /// Clean-up steps that always run, also after a failure or a timeout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finally: Vec<Step>,
+    /// Service level objective, used by `flowprobe slo` and for histogram buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<Slo>,
+}
+
+/// How often `flowprobe serve` runs a scenario.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// Time between run starts.
+    pub interval: Dur,
+    /// Random delay added to each start, up to this much.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<Dur>,
+    /// Limit for a whole run, `finally` excluded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+}
+
+/// Where a secret comes from. Exactly one of `env` or `file`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// Name of an environment variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// Path of a file (a mounted Kubernetes Secret); trailing newlines are trimmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// Settings inherited by every step.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Time limit of one attempt of a step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Retry policy of every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// Defaults of HTTP steps: headers, TLS, resolve, redirects, version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSpec>,
+}
+
+/// Service level objective of a scenario.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// Share of runs that must succeed, e.g. `99.9%`.
+    pub availability: Percent,
+    /// Share of runs that must finish within a threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencySlo>,
+    /// Compliance window, e.g. `30d`.
+    #[serde(default = "default_window")]
+    pub window: Dur,
+}
+
+fn default_window() -> Dur {
+    Dur(std::time::Duration::from_secs(30 * 86400))
+}
+
+/// Latency objective: `objective` of runs finish within `threshold`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LatencySlo {
+    pub threshold: Dur,
+    pub objective: Percent,
+}
+
+/// A percentage written as `99.9%` or `0.999`, stored as a ratio in (0, 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, JsonSchema)]
+#[schemars(with = "String")]
+pub struct Percent(pub f64);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            N(f64),
+        }
+        let ratio = match Raw::deserialize(d)? {
+            Raw::S(s) => {
+                let t = s.trim();
+                let pct = t.strip_suffix('%').ok_or_else(|| {
+                    serde::de::Error::custom(format!("invalid percentage `{s}`: write e.g. 99.9%"))
+                })?;
+                pct.trim().parse::<f64>().map_err(|_| {
+                    serde::de::Error::custom(format!("invalid percentage `{s}`: write e.g. 99.9%"))
+                })? / 100.0
+            }
+            Raw::N(n) => n,
+        };
+        if !(ratio > 0.0 && ratio < 1.0) {
+            return Err(serde::de::Error::custom(format!(
+                "percentage must be between 0% and 100% (exclusive), got {}%",
+                ratio * 100.0
+            )));
+        }
+        Ok(Percent(ratio))
+    }
+}
+
+/// Retry policy: how many attempts, how long between them.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Total attempts, including the first (>= 1).
+    pub attempts: u32,
+    /// Wait before the second attempt.
+    #[serde(default = "default_retry_interval")]
+    pub interval: Dur,
+    /// Multiplier applied to the wait after each attempt (1 = constant).
+    #[serde(default = "default_backoff")]
+    pub backoff: f64,
+}
+
+fn default_retry_interval() -> Dur {
+    Dur(std::time::Duration::from_secs(1))
+}
+
+fn default_backoff() -> f64 {
+    1.0
+}
+
+/// One step as written: a name, exactly one kind key, and the common fields.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique within the scenario; the `step` label.
+    pub name: String,
+    /// An HTTP request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSpec>,
+    /// Values taken from the result for later steps: `name: <query>`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub capture: IndexMap<String, Capture>,
+    /// Checks on the result: `<query> [not] <predicate> <value>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assert: Vec<String>,
+    /// Time limit of one attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Retry policy of this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// A capture: a query string, or `{query, secret}` to redact the captured value.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Capture {
+    pub query: String,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+impl<'de> Deserialize<'de> for Capture {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            query: String,
+            #[serde(default)]
+            secret: bool,
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Capture;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a query string or a map {query, secret}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Capture, E> {
+                Ok(Capture {
+                    query: v.to_string(),
+                    secret: false,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<Capture, A::Error> {
+                let full = Full::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(Capture {
+                    query: full.query,
+                    secret: full.secret,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl SecretSource {
+    /// Human description for messages, never the value: `env PROBE_PASSWORD`.
+    pub fn describe(&self) -> String {
+        match (&self.env, &self.file) {
+            (Some(e), _) => format!("env {e}"),
+            (_, Some(f)) => format!("file {f}"),
+            _ => "no source".to_string(),
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! The `http` step: one request through reqwest (rustls), with TLS settings, `resolve`
+//! overrides, redirects, a body cap, and failure classification into reasons.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{StepContext, StepError};
+use crate::outcome::Reason;
+use crate::template::{render, Resolve};
+use crate::units::Size;
+
+/// Query keywords an HTTP step answers.
+pub const QUERIES: &[&str] = &[
+    "status",
+    "header",
+    "body",
+    "jsonpath",
+    "regex",
+    "duration",
+    "certificate",
+    "phase",
+    "url",
+];
+
+/// Outputs of an HTTP step, besides its captures.
+pub const OUTPUTS: &[&str] = &["status", "url"];
+
+/// Default cap on the response body read.
+pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
+
+/// An HTTP request. Every string may use `${{ }}` templates.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// GET (default), POST, PUT, DELETE, PATCH, HEAD, OPTIONS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Absolute http:// or https:// URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Query parameters appended to the URL.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub query: IndexMap<String, String>,
+    /// Request headers; a step's headers override the defaults' headers of the same name.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub headers: IndexMap<String, String>,
+    /// Request body: exactly one of raw, json, form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<HttpBody>,
+    /// Authentication: exactly one of basic, bearer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<HttpAuth>,
+    /// Follow redirects (default false, so `status == 302` can be asserted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_redirects: Option<bool>,
+    /// Most redirects followed when `follow_redirects` is on (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_redirects: Option<u32>,
+    /// TLS settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+    /// Reach a host name at a chosen address, like `curl --resolve`: `{shop.example.com: 10.0.0.5}`
+    /// or `{shop.example.com: "127.0.0.1:8443"}`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub resolve: IndexMap<String, String>,
+    /// `1.1` or `2`; by default HTTP/2 when the server offers it over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<HttpVersion>,
+    /// Most bytes of the response body read (default 1MiB); the rest is discarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Option<Size>,
+}
+
+/// A request body.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpBody {
+    /// Text sent as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    /// A JSON document (written as YAML); string leaves may use templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+    /// Form fields, sent as application/x-www-form-urlencoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form: Option<IndexMap<String, String>>,
+}
+
+/// Request authentication.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpAuth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    /// A bearer token, usually `${{ steps.login.access_token }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer: Option<String>,
+}
+
+/// HTTP basic authentication.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+/// TLS client settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM file of extra trusted CA certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// PEM client certificate (mTLS); needs `key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// PEM private key of the client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    /// Accept any certificate. Only when written explicitly; never a default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+}
+
+/// HTTP protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+pub enum HttpVersion {
+    #[serde(rename = "1.1")]
+    Http1,
+    #[serde(rename = "2")]
+    Http2,
+}
+
+impl<'de> Deserialize<'de> for HttpVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            N(f64),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::S(s) => s,
+            Raw::N(n) => n.to_string(),
+        };
+        match text.as_str() {
+            "1.1" | "1" => Ok(HttpVersion::Http1),
+            "2" | "2.0" => Ok(HttpVersion::Http2),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown HTTP version `{other}`: expected 1.1 or 2"
+            ))),
+        }
+    }
+}
+
+impl HttpSpec {
+    /// This spec with unset fields taken from `defaults`; maps are merged, this spec winning.
+    pub fn merged_over(&self, defaults: &HttpSpec) -> HttpSpec {
+        let mut headers = defaults.headers.clone();
+        for (k, v) in &self.headers {
+            headers.shift_remove(k);
+            headers.insert(k.clone(), v.clone());
+        }
+        let mut resolve = defaults.resolve.clone();
+        resolve.extend(self.resolve.clone());
+        let mut query = defaults.query.clone();
+        query.extend(self.query.clone());
+        HttpSpec {
+            method: self.method.clone().or_else(|| defaults.method.clone()),
+            url: self.url.clone().or_else(|| defaults.url.clone()),
+            query,
+            headers,
+            body: self.body.clone().or_else(|| defaults.body.clone()),
+            auth: self.auth.clone().or_else(|| defaults.auth.clone()),
+            follow_redirects: self.follow_redirects.or(defaults.follow_redirects),
+            max_redirects: self.max_redirects.or(defaults.max_redirects),
+            tls: self.tls.clone().or_else(|| defaults.tls.clone()),
+            resolve,
+            version: self.version.or(defaults.version),
+            max_body: self.max_body.or(defaults.max_body),
+        }
+    }
+
+    /// Load-time checks beyond types; returns (field path suffix, message) pairs.
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        match &self.url {
+            None => errs.push((String::new(), "http step needs a `url`".to_string())),
+            Some(u) if !u.starts_with("${{") => {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    errs.push((
+                        "url".into(),
+                        format!("url must start with http:// or https://, got `{u}`"),
+                    ));
+                }
+            }
+            Some(_) => {}
+        }
+        if let Some(m) = &self.method {
+            if reqwest::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
+                errs.push(("method".into(), format!("invalid HTTP method `{m}`")));
+            }
+        }
+        if let Some(b) = &self.body {
+            let n = [b.raw.is_some(), b.json.is_some(), b.form.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if n != 1 {
+                errs.push((
+                    "body".into(),
+                    "body takes exactly one of `raw`, `json`, `form`".into(),
+                ));
+            }
+        }
+        if let Some(a) = &self.auth {
+            if a.basic.is_some() == a.bearer.is_some() {
+                errs.push((
+                    "auth".into(),
+                    "auth takes exactly one of `basic`, `bearer`".into(),
+                ));
+            }
+        }
+        if let Some(t) = &self.tls {
+            if t.cert_file.is_some() != t.key_file.is_some() {
+                errs.push((
+                    "tls".into(),
+                    "a client certificate needs both `cert_file` and `key_file`".into(),
+                ));
+            }
+        }
+        for (host, addr) in &self.resolve {
+            if !addr.contains("${{") && parse_resolve_addr(addr, 0).is_none() {
+                errs.push((
+                    format!("resolve.{host}"),
+                    format!("`{addr}` is not an IP address or IP:port"),
+                ));
+            }
+        }
+        errs
+    }
+}
+
+fn parse_resolve_addr(addr: &str, default_port: u16) -> Option<SocketAddr> {
+    addr.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| addr.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, default_port)))
+}
+
+fn render_json(v: &serde_json::Value, r: &dyn Resolve) -> Result<serde_json::Value, StepError> {
+    Ok(match v {
+        serde_json::Value::String(s) => serde_json::Value::String(rend(s, r)?),
+        serde_json::Value::Array(a) => serde_json::Value::Array(
+            a.iter()
+                .map(|x| render_json(x, r))
+                .collect::<Result<_, _>>()?,
+        ),
+        serde_json::Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, x) in m {
+                out.insert(k.clone(), render_json(x, r)?);
+            }
+            serde_json::Value::Object(out)
+        }
+        other => other.clone(),
+    })
+}
+
+fn rend(s: &str, r: &dyn Resolve) -> Result<String, StepError> {
+    render(s, r).map_err(|e| StepError::new(Reason::Config, e.0))
+}
+
+fn read_file(path: &str, what: &str) -> Result<Vec<u8>, StepError> {
+    std::fs::read(path).map_err(|e| {
+        StepError::new(
+            Reason::Config,
+            format!("cannot read {what} {path}: {}", e.kind()),
+        )
+    })
+}
+
+fn build_client(
+    spec: &HttpSpec,
+    url: &reqwest::Url,
+    ctx: &StepContext<'_>,
+) -> Result<reqwest::Client, StepError> {
+    let r = ctx.resolver;
+    let follow = spec.follow_redirects.unwrap_or(false);
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_info(true)
+        .connect_timeout(ctx.timeout)
+        .pool_max_idle_per_host(0)
+        .cookie_provider(ctx.cookies.clone())
+        .user_agent(concat!("flowprobe/", env!("CARGO_PKG_VERSION")))
+        .redirect(if follow {
+            reqwest::redirect::Policy::limited(spec.max_redirects.unwrap_or(10) as usize)
+        } else {
+            reqwest::redirect::Policy::none()
+        });
+    match spec.version {
+        Some(HttpVersion::Http1) => b = b.http1_only(),
+        Some(HttpVersion::Http2) => b = b.http2_prior_knowledge(),
+        None => {}
+    }
+    if let Some(tls) = &spec.tls {
+        if let Some(ca) = &tls.ca_file {
+            let pem = read_file(&rend(ca, r)?, "CA file")?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                StepError::new(Reason::Config, format!("CA file {ca} is not PEM: {e}"))
+            })?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            let mut pem = read_file(&rend(cert, r)?, "client certificate")?;
+            pem.push(b'\n');
+            pem.extend(read_file(&rend(key, r)?, "client key")?);
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                StepError::new(Reason::Config, format!("client certificate/key invalid: {e}"))
+            })?;
+            b = b.identity(id);
+        }
+        if tls.insecure == Some(true) {
+            b = b.danger_accept_invalid_certs(true);
+        }
+    }
+    let default_port = url.port_or_known_default().unwrap_or(443);
+    for (host, addr) in &spec.resolve {
+        let addr_s = rend(addr, r)?;
+        let sock = parse_resolve_addr(&addr_s, default_port).ok_or_else(|| {
+            StepError::new(
+                Reason::Config,
+                format!("resolve {host}: `{addr_s}` is not an IP address or IP:port"),
+            )
+        })?;
+        b = b.resolve(host, sock);
+    }
+    b.build()
+        .map_err(|e| StepError::new(Reason::Config, format!("cannot build HTTP client: {e}")))
+}
+
+/// Every message in an error's source chain, joined.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let m = s.to_string();
+        if !parts.iter().any(|p| p.contains(&m)) {
+            parts.push(m);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Maps a transport error to a reason by its kind and its source chain.
+pub fn classify(e: &reqwest::Error) -> Reason {
+    if e.is_timeout() {
+        return Reason::Timeout;
+    }
+    let chain = error_chain(e).to_lowercase();
+    if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        Reason::Dns
+    } else if chain.contains("certificate")
+        || chain.contains("tls")
+        || chain.contains("handshake")
+        || chain.contains("unknownissuer")
+        || chain.contains("peer sent")
+    {
+        Reason::Tls
+    } else if e.is_redirect() {
+        Reason::HttpStatus
+    } else if e.is_builder() {
+        Reason::Config
+    } else {
+        Reason::Connect
+    }
+}
+
+fn cert_not_after(resp: &reqwest::Response) -> Option<SystemTime> {
+    let info = resp.extensions().get::<reqwest::tls::TlsInfo>()?;
+    let der = info.peer_certificate()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let ts = cert.validity().not_after.timestamp();
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(ts).ok()?))
+}
+
+/// Sends the request and reads the answer.
+pub async fn execute(spec: &HttpSpec, ctx: &StepContext<'_>) -> Result<super::Observation, StepError> {
+    let r = ctx.resolver;
+    let raw_url = spec
+        .url
+        .as_deref()
+        .ok_or_else(|| StepError::new(Reason::Config, "http step has no url"))?;
+    let url_s = rend(raw_url, r)?;
+    let mut url = reqwest::Url::parse(&url_s).map_err(|e| {
+        StepError::new(Reason::Config, format!("invalid url `{url_s}`: {e}"))
+    })?;
+    if !spec.query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in &spec.query {
+            pairs.append_pair(k, &rend(v, r)?);
+        }
+    }
+    let client = build_client(spec, &url, ctx)?;
+    let method = spec.method.as_deref().unwrap_or("GET").to_uppercase();
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| StepError::new(Reason::Config, format!("invalid method {method}")))?;
+    let mut req = client.request(method, url.clone());
+    for (k, v) in &spec.headers {
+        req = req.header(k.as_str(), rend(v, r)?);
+    }
+    if let Some(auth) = &spec.auth {
+        if let Some(basic) = &auth.basic {
+            let user = rend(&basic.username, r)?;
+            let pass = rend(&basic.password, r)?;
+            if ctx.redactor.redact(&pass) != pass {
+                use base64::Engine;
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+                ctx.redactor.add("basic-auth", &encoded);
+            }
+            req = req.basic_auth(user, Some(pass));
+        } else if let Some(token) = &auth.bearer {
+            req = req.bearer_auth(rend(token, r)?);
+        }
+    }
+    if let Some(body) = &spec.body {
+        if let Some(raw) = &body.raw {
+            req = req.body(rend(raw, r)?);
+        } else if let Some(json) = &body.json {
+            req = req.json(&render_json(json, r)?);
+        } else if let Some(form) = &body.form {
+            let fields: Vec<(String, String)> = form
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), rend(v, r)?)))
+                .collect::<Result<_, StepError>>()?;
+            req = req.form(&fields);
+        }
+    }
+    let started = Instant::now();
+    let mut resp = req.send().await.map_err(|e| {
+        StepError::new(classify(&e), format!("{} {url}: {}", "request to", error_chain(&e)))
+    })?;
+    let first_byte = started.elapsed();
+    let mut obs = super::Observation::default();
+    obs.status = Some(resp.status().as_u16());
+    obs.headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+    obs.cert_not_after = cert_not_after(&resp);
+    obs.outputs.insert("status".into(), resp.status().as_u16().into());
+    obs.outputs.insert("url".into(), resp.url().to_string().into());
+    obs.add_phase("first_byte", first_byte);
+    let cap = spec.max_body.map(|s| s.0).unwrap_or(DEFAULT_MAX_BODY) as usize;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = cap.saturating_sub(obs.body.len());
+                if chunk.len() > room {
+                    obs.body.extend_from_slice(&chunk[..room]);
+                    obs.body_truncated = true;
+                    break;
+                }
+                obs.body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(StepError::new(
+                    classify(&e),
+                    format!("reading the body of {url}: {}", error_chain(&e)),
+                ))
+            }
+        }
+    }
+    obs.add_phase("body", started.elapsed() - first_byte);
+    Ok(obs)
+}

@@ -1,0 +1,230 @@
+//! Duration (`300ms`, `2s`, `14d`) and size (`64KiB`) literals: parsing, formatting and serde.
+
+use std::fmt;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a duration or size literal did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("invalid duration `{0}`: expected a number and a unit, e.g. 300ms, 2s, 5m, 1h, 14d")]
+    Duration(String),
+    #[error("invalid size `{0}`: expected a number and a unit, e.g. 512B, 64KiB, 1MiB, 2GB")]
+    Size(String),
+}
+
+/// Splits `12.5ms` into (12.5, "ms").
+fn split_number(s: &str) -> Option<(f64, &str)> {
+    let s = s.trim();
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    if end == 0 {
+        return None;
+    }
+    let n: f64 = s[..end].parse().ok()?;
+    Some((n, s[end..].trim()))
+}
+
+/// Parses `300ms`, `2s`, `1.5m`, `1h`, `14d`, `250us`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
+    let err = || UnitError::Duration(s.to_string());
+    let (n, unit) = split_number(s).ok_or_else(err)?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "ns" => n / 1e9,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        "w" => n * 7.0 * 86400.0,
+        _ => return Err(err()),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(err());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `64KiB`, `1MiB`, `10MB`, `512B`; a bare number is bytes.
+pub fn parse_size(s: &str) -> Result<u64, UnitError> {
+    let err = || UnitError::Size(s.to_string());
+    let (n, unit) = split_number(s).ok_or_else(err)?;
+    let mult: f64 = match unit {
+        "" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => return Err(err()),
+    };
+    let bytes = n * mult;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(err());
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// Formats a duration the way people write them: `850ms`, `1.24s`, `2m5s`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms < 1.0 {
+        format!("{:.0}µs", ms * 1e3)
+    } else if ms < 1000.0 {
+        format!("{ms:.0}ms")
+    } else if ms < 60_000.0 {
+        format!("{:.2}s", ms / 1e3)
+    } else {
+        let secs = d.as_secs();
+        if secs < 86_400 {
+            format!("{}m{}s", secs / 60, secs % 60)
+        } else {
+            format!("{}d{}h", secs / 86_400, (secs % 86_400) / 3600)
+        }
+    }
+}
+
+/// Formats bytes with a binary unit: `64KiB`, `1.5MiB`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if v.fract() == 0.0 {
+        format!("{v:.0}{}", UNITS[i])
+    } else {
+        format!("{v:.1}{}", UNITS[i])
+    }
+}
+
+/// A duration written in a scenario (`30s`). Deserializes from a string or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dur(pub Duration);
+
+/// A size written in a scenario (`64KiB`). Deserializes from a string or a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Size(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StrOrNum {
+    Str(String),
+    Num(f64),
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match StrOrNum::deserialize(d)? {
+            StrOrNum::Str(s) => parse_duration(&s)
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
+            StrOrNum::Num(n) if n >= 0.0 && n.is_finite() => Ok(Dur(Duration::from_secs_f64(n))),
+            StrOrNum::Num(n) => Err(serde::de::Error::custom(UnitError::Duration(n.to_string()))),
+        }
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match StrOrNum::deserialize(d)? {
+            StrOrNum::Str(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
+            StrOrNum::Num(n) if n >= 0.0 && n.fract() == 0.0 => Ok(Size(n as u64)),
+            StrOrNum::Num(n) => Err(serde::de::Error::custom(UnitError::Size(n.to_string()))),
+        }
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_size(self.0))
+    }
+}
+
+fn literal_schema(description: &str, pattern: &str) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": description,
+        "anyOf": [
+            {"type": "string", "pattern": pattern},
+            {"type": "number", "minimum": 0}
+        ]
+    })
+}
+
+impl JsonSchema for Dur {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        literal_schema(
+            "A duration: 300ms, 2s, 5m, 1h, 14d (a bare number is seconds)",
+            r"^[0-9.]+\s*(ns|us|µs|ms|s|m|h|d|w)?$",
+        )
+    }
+}
+
+impl JsonSchema for Size {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Size".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        literal_schema(
+            "A size: 512B, 64KiB, 1MiB, 10MB (a bare number is bytes)",
+            r"^[0-9.]+\s*(B|KiB|MiB|GiB|KB|kB|MB|GB)?$",
+        )
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_every_unit() {
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86400));
+        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert!(parse_duration("3x").is_err());
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_binary_and_decimal_units() {
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert!(parse_size("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn formatting_round_trips_common_values() {
+        assert_eq!(format_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(format_duration(Duration::from_millis(1240)), "1.24s");
+        assert_eq!(format_size(65536), "64KiB");
+        assert_eq!(parse_size(&format_size(1 << 20)).unwrap(), 1 << 20);
+    }
+}
