@@ -49,6 +49,10 @@ pub enum Command {
     Run(RunArgs),
     /// Check scenarios without running them.
     Validate(ValidateArgs),
+    /// Run scenarios on their schedules and serve /metrics, /healthz, /readyz, /status.
+    Serve(crate::serve::ServeArgs),
+    /// Generate Prometheus recording and burn-rate alert rules from scenarios' `slo:` blocks.
+    Slo(crate::slo::SloArgs),
     /// Print the JSON Schema of the scenario format (for editors).
     Schema,
 }
@@ -145,6 +149,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Validate(args) => Ok(validate(args)),
+        Command::Serve(args) => crate::serve::command(args).await,
+        Command::Slo(args) => crate::slo::command(args).await,
         Command::Schema => {
             let schema = schemars::schema_for!(crate::scenario::Scenario);
             println!("{}", serde_json::to_string_pretty(&schema)?);

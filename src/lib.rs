@@ -26,6 +26,8 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod secrets;
+pub mod serve;
+pub mod slo;
 pub mod steps;
 pub mod suggest;
 pub mod template;

@@ -151,6 +151,9 @@ pub struct ScenarioOutcome {
     /// A failure before any step could run (a secret that cannot be read), redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Clean-up actions (deleting what the run created) that failed, redacted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cleanup_errors: Vec<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     pub steps: Vec<StepOutcome>,

@@ -13,13 +13,23 @@ use crate::observation::Observation;
 use crate::outcome::{AssertionOutcome, Phase, Reason, ScenarioOutcome, StepOutcome, StepStatus};
 use crate::scenario::{CompiledStep, LoadedScenario};
 use crate::secrets::{read_secret, Redactor};
-use crate::steps::{StepContext, StepError};
+use crate::steps::{Cleanups, StepContext, StepError};
 use crate::template::{render, Expr, RenderError, Resolve};
 
 /// How much of a response body a failure message shows.
 const EXCERPT_CHARS: usize = 200;
 /// Budget for `finally` steps after the scenario's own deadline has passed.
 const FINALLY_MIN_BUDGET: Duration = Duration::from_secs(5);
+
+/// Time allowed for each clean-up action.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// State the steps of one run share.
+#[derive(Default)]
+struct RunShared {
+    cookies: Arc<reqwest::cookie::Jar>,
+    cleanups: Cleanups,
+}
 
 /// Values a run's templates can read.
 struct RunContext {
@@ -111,6 +121,7 @@ pub async fn run_scenario_with(
         reason: None,
         timed_out: false,
         message: None,
+        cleanup_errors: Vec::new(),
         labels: sc.scenario.labels.clone(),
         steps: Vec::new(),
     };
@@ -138,7 +149,7 @@ pub async fn run_scenario_with(
     }
 
     let deadline = start + sc.timeout;
-    let cookies = Arc::new(reqwest::cookie::Jar::default());
+    let shared = RunShared::default();
     let mut failed = false;
     for step in &sc.steps {
         if failed || Instant::now() >= deadline {
@@ -148,7 +159,7 @@ pub async fn run_scenario_with(
             out.steps.push(skipped(step, false));
             continue;
         }
-        let o = run_step(step, &mut ctx, redactor, &cookies, Some(deadline), false).await;
+        let o = run_step(step, &mut ctx, redactor, &shared, Some(deadline), false).await;
         if o.status == StepStatus::Failed {
             failed = true;
             if o.reason == Some(Reason::Timeout) && Instant::now() >= deadline {
@@ -158,8 +169,20 @@ pub async fn run_scenario_with(
         out.steps.push(o);
     }
     for step in &sc.finally {
-        let o = run_step(step, &mut ctx, redactor, &cookies, None, true).await;
+        let o = run_step(step, &mut ctx, redactor, &shared, None, true).await;
         out.steps.push(o);
+    }
+
+    for cleanup in shared.cleanups.take() {
+        let result = tokio::time::timeout(CLEANUP_TIMEOUT, (cleanup.action)()).await;
+        let error = match result {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(_) => format!("no result within {}", crate::units::format_duration(CLEANUP_TIMEOUT)),
+        };
+        let msg = redactor.redact(&format!("{}: {error}", cleanup.description));
+        tracing::warn!(scenario = %out.scenario, message = %msg, "clean-up failed");
+        out.cleanup_errors.push(msg);
     }
 
     out.duration = start.elapsed();
@@ -237,7 +260,7 @@ async fn attempt(
     step: &CompiledStep,
     ctx: &RunContext,
     redactor: &Redactor,
-    cookies: &Arc<reqwest::cookie::Jar>,
+    shared: &RunShared,
     budget: Duration,
     by_deadline: bool,
 ) -> Attempt {
@@ -245,7 +268,8 @@ async fn attempt(
         resolver: ctx,
         redactor,
         timeout: budget,
-        cookies: cookies.clone(),
+        cookies: shared.cookies.clone(),
+        cleanups: &shared.cleanups,
     };
     let started = Instant::now();
     let result = tokio::time::timeout(budget, step.kind.execute(&sctx)).await;
@@ -401,7 +425,7 @@ async fn run_step(
     step: &CompiledStep,
     ctx: &mut RunContext,
     redactor: &Redactor,
-    cookies: &Arc<reqwest::cookie::Jar>,
+    shared: &RunShared,
     deadline: Option<Instant>,
     cleanup: bool,
 ) -> StepOutcome {
@@ -426,7 +450,7 @@ async fn run_step(
             }
             None => (step.timeout.max(FINALLY_MIN_BUDGET.min(step.timeout)), false),
         };
-        let a = attempt(step, ctx, redactor, cookies, budget, by_deadline).await;
+        let a = attempt(step, ctx, redactor, shared, budget, by_deadline).await;
         let retry_possible = n < max_attempts
             && a.error.is_some()
             && deadline.is_none_or(|d| Instant::now() + wait < d);

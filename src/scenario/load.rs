@@ -571,22 +571,33 @@ fn compile_step(
         c.at(&name_path, 0, format!("duplicate step name `{}`", step.name), None);
     }
 
-    // Exactly one kind key.
-    let mut kinds: Vec<(&str, StepKind)> = Vec::new();
+    // Exactly one kind key; each kind's own checks and template references.
+    let scope = Scope {
+        vars,
+        secrets,
+        steps: visible,
+        steps_allowed: true,
+    };
+    let mut kinds: Vec<StepKind> = Vec::new();
     if let Some(h) = &step.http {
         let merged = match &defaults.http {
             Some(d) => h.merged_over(d),
             None => h.clone(),
         };
-        for (sub, msg) in merged.check() {
-            let p = if sub.is_empty() {
-                format!("{path}.http")
-            } else {
-                format!("{path}.http.{sub}")
-            };
-            c.at(&p, 0, msg, None);
-        }
-        kinds.push(("http", StepKind::Http(merged)));
+        check_kind(c, path, "http", h, merged.check(), &scope);
+        kinds.push(StepKind::Http(merged));
+    }
+    if let Some(spec) = &step.oidc {
+        check_kind(c, path, "oidc", spec, spec.check(), &scope);
+        kinds.push(StepKind::Oidc(spec.clone()));
+    }
+    if let Some(spec) = &step.s3 {
+        check_kind(c, path, "s3", spec, spec.check(), &scope);
+        kinds.push(StepKind::S3(spec.clone()));
+    }
+    if let Some(spec) = &step.redis {
+        check_kind(c, path, "redis", spec, spec.check(), &scope);
+        kinds.push(StepKind::Redis(spec.clone()));
     }
     if kinds.len() != 1 {
         let msg = if kinds.is_empty() {
@@ -595,23 +606,13 @@ fn compile_step(
             format!(
                 "step `{}` has several kinds: {}",
                 step.name,
-                kinds.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
+                kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
             )
         };
         c.at(path, 0, msg, Some(format!("give exactly one of: {}", KINDS.join(", "))));
         return None;
     }
-    let (kind_key, kind) = kinds.remove(0);
-
-    let scope = Scope {
-        vars,
-        secrets,
-        steps: visible,
-        steps_allowed: true,
-    };
-    if let Some(h) = &step.http {
-        check_serialized(c, &format!("{path}.{kind_key}"), h, &scope);
-    }
+    let kind = kinds.remove(0);
 
     let mut captures = Vec::new();
     for (cname, cap) in &step.capture {
@@ -696,6 +697,26 @@ fn compile_step(
         retry,
         location: format!("{file}:{line}"),
     })
+}
+
+/// Reports a kind's own check results and checks the templates in its spec.
+fn check_kind<T: serde::Serialize>(
+    c: &mut Checker,
+    path: &str,
+    key: &str,
+    spec: &T,
+    problems: Vec<(String, String)>,
+    scope: &Scope,
+) {
+    for (sub, msg) in problems {
+        let p = if sub.is_empty() {
+            format!("{path}.{key}")
+        } else {
+            format!("{path}.{key}.{sub}")
+        };
+        c.at(&p, 0, msg, None);
+    }
+    check_serialized(c, &format!("{path}.{key}"), spec, scope);
 }
 
 fn check_query_supported(c: &mut Checker, path: &str, q: &Query, kind: &StepKind) {

@@ -7,6 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::steps::http::HttpSpec;
+use crate::steps::oidc::OidcSpec;
+use crate::steps::redis::RedisSpec;
+use crate::steps::s3::S3Spec;
 use crate::units::Dur;
 
 /// One scenario file.
@@ -176,6 +179,15 @@ pub struct Step {
     /// An HTTP request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSpec>,
+    /// An OpenID Connect login or token request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcSpec>,
+    /// An object-storage operation (S3 API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+    /// A Redis round-trip or commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSpec>,
     /// Values taken from the result for later steps: `name: <query>`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub capture: IndexMap<String, Capture>,

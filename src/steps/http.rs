@@ -346,18 +346,26 @@ fn build_client(
         .map_err(|e| StepError::new(Reason::Config, format!("cannot build HTTP client: {e}")))
 }
 
-/// Every message in an error's source chain, joined.
+/// Every message in an error's source chain, joined, without the wrappers that repeat the URL.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(s) = cur {
         let m = s.to_string();
-        if !parts.iter().any(|p| p.contains(&m)) {
+        let wrapper = m.starts_with("error sending request")
+            || m.starts_with("client error (")
+            || m.starts_with("error decoding response body")
+            || m.starts_with("request or response body error");
+        if !wrapper && !parts.iter().any(|p| p.contains(&m)) {
             parts.push(m);
         }
         cur = s.source();
     }
-    parts.join(": ")
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// Maps a transport error to a reason by its kind and its source chain.
@@ -447,7 +455,7 @@ pub async fn execute(spec: &HttpSpec, ctx: &StepContext<'_>) -> Result<super::Ob
     }
     let started = Instant::now();
     let mut resp = req.send().await.map_err(|e| {
-        StepError::new(classify(&e), format!("{} {url}: {}", "request to", error_chain(&e)))
+        StepError::new(classify(&e), format!("{url}: {}", error_chain(&e)))
     })?;
     let first_byte = started.elapsed();
     let mut obs = super::Observation::default();

@@ -2,8 +2,13 @@
 //! The compiler's exhaustiveness check is the registry.
 
 pub mod http;
+pub mod oidc;
+pub mod redis;
+pub mod s3;
 
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::observation::Observation;
@@ -12,12 +17,15 @@ use crate::secrets::Redactor;
 use crate::template::Resolve;
 
 /// Keys that select a step's kind, in the order they are documented.
-pub const KINDS: &[&str] = &["http"];
+pub const KINDS: &[&str] = &["http", "oidc", "s3", "redis"];
 
 /// A step's kind with its settings (defaults already merged in).
 #[derive(Debug, Clone)]
 pub enum StepKind {
     Http(http::HttpSpec),
+    Oidc(oidc::OidcSpec),
+    S3(s3::S3Spec),
+    Redis(redis::RedisSpec),
 }
 
 /// Why an attempt of a step failed before (or instead of) its assertions.
@@ -46,6 +54,47 @@ pub struct StepContext<'a> {
     pub timeout: Duration,
     /// Cookies persist across the HTTP steps of one run, as in a browser session.
     pub cookies: Arc<reqwest::cookie::Jar>,
+    /// Clean-up actions (delete what this run created) run after `finally`, even on failure.
+    pub cleanups: &'a Cleanups,
+}
+
+/// A boxed clean-up action's future.
+pub type CleanupFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// One clean-up action registered by a step.
+pub struct Cleanup {
+    /// What it removes, for messages (`s3 delete probes/abc.bin`); never a secret.
+    pub description: String,
+    pub action: Box<dyn FnOnce() -> CleanupFuture + Send>,
+}
+
+/// The clean-up actions of one run, run in reverse order of registration.
+#[derive(Default)]
+pub struct Cleanups(Mutex<Vec<Cleanup>>);
+
+impl Cleanups {
+    /// Registers an action; `make` is called once, after the run's steps and `finally`.
+    pub fn register<F, Fut>(&self, description: impl Into<String>, make: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let action: Box<dyn FnOnce() -> CleanupFuture + Send> =
+            Box::new(move || Box::pin(make()) as CleanupFuture);
+        if let Ok(mut list) = self.0.lock() {
+            list.push(Cleanup {
+                description: description.into(),
+                action,
+            });
+        }
+    }
+
+    /// Takes every action, last registered first.
+    pub fn take(&self) -> Vec<Cleanup> {
+        let mut list = self.0.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        list.reverse();
+        list
+    }
 }
 
 impl StepKind {
@@ -53,6 +102,9 @@ impl StepKind {
     pub fn name(&self) -> &'static str {
         match self {
             StepKind::Http(_) => "http",
+            StepKind::Oidc(_) => "oidc",
+            StepKind::S3(_) => "s3",
+            StepKind::Redis(_) => "redis",
         }
     }
 
@@ -60,6 +112,9 @@ impl StepKind {
     pub fn queries(&self) -> &'static [&'static str] {
         match self {
             StepKind::Http(_) => http::QUERIES,
+            StepKind::Oidc(_) => oidc::QUERIES,
+            StepKind::S3(_) => s3::QUERIES,
+            StepKind::Redis(_) => redis::QUERIES,
         }
     }
 
@@ -67,6 +122,9 @@ impl StepKind {
     pub fn outputs(&self) -> &'static [&'static str] {
         match self {
             StepKind::Http(_) => http::OUTPUTS,
+            StepKind::Oidc(_) => oidc::OUTPUTS,
+            StepKind::S3(_) => s3::OUTPUTS,
+            StepKind::Redis(_) => redis::OUTPUTS,
         }
     }
 
@@ -75,6 +133,7 @@ impl StepKind {
     pub fn has_http_status(&self) -> bool {
         match self {
             StepKind::Http(_) => true,
+            StepKind::Oidc(_) | StepKind::S3(_) | StepKind::Redis(_) => false,
         }
     }
 
@@ -82,6 +141,9 @@ impl StepKind {
     pub async fn execute(&self, ctx: &StepContext<'_>) -> Result<Observation, StepError> {
         match self {
             StepKind::Http(spec) => http::execute(spec, ctx).await,
+            StepKind::Oidc(spec) => oidc::execute(spec, ctx).await,
+            StepKind::S3(spec) => s3::execute(spec, ctx).await,
+            StepKind::Redis(spec) => redis::execute(spec, ctx).await,
         }
     }
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the local demo stack need on a fresh Debian machine with
+# only the Rust toolchain: Debian servers (nginx, redis, prometheus/promtool, blackbox_exporter),
+# Node.js and the npm OIDC provider, the s3s-fs S3 server, and the Python schema validator.
+# Idempotent: what is already there is skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+need_apt=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+[ -x /usr/bin/prometheus-blackbox-exporter ] || need_apt+=(prometheus-blackbox-exporter)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Debian starts nothing (no systemd here), but stop any packaged daemon that did start, by PID file.
+for pidfile in /run/nginx.pid /run/redis/redis-server.pid; do
+  if [ -f "$pidfile" ]; then $SUDO kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+done
+
+# The OIDC provider used by tests and the demo (npm, from the committed lock file).
+if [ -f tests/idp/package-lock.json ] && [ ! -d tests/idp/node_modules/oidc-provider ]; then
+  echo "setup: npm ci in tests/idp"
+  (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# S3-compatible server with real SigV4 checks. 0.14.1: newer releases need a newer rustc.
+if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+  echo "setup: cargo install s3s-fs@0.14.1 (about a minute)"
+  cargo install s3s-fs@0.14.1 --locked --features binary --quiet
+fi
+
+# Offline Kubernetes schema validation for deploy/.
+if [ ! -x .venv/bin/kubernetes-validate ]; then
+  echo "setup: python venv with kubernetes-validate"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check kubernetes-validate
+fi
+echo "setup: done"
