@@ -181,12 +181,25 @@ impl fmt::Display for Literal {
         match self {
             Literal::Str(s) => write!(f, "{s:?}"),
             Literal::Num(n) => write!(f, "{n}"),
-            Literal::Dur(d) => f.write_str(&format_duration(*d)),
+            Literal::Dur(d) => f.write_str(&format_literal_duration(*d)),
             Literal::Size(s) => f.write_str(&crate::units::format_size(*s)),
             Literal::Bool(b) => write!(f, "{b}"),
             Literal::Null => f.write_str("null"),
         }
     }
+}
+
+/// A duration as a user writes it: `14d`, not `14d0h`; `2m`, not `2m0s`.
+fn format_literal_duration(d: Duration) -> String {
+    let s = format_duration(d);
+    for (unit, zero) in [("d", "0h"), ("m", "0s")] {
+        if let Some(head) = s.strip_suffix(zero) {
+            if head.ends_with(unit) {
+                return head.to_string();
+            }
+        }
+    }
+    s
 }
 
 /// A parsed assertion.
@@ -752,7 +765,7 @@ impl Assertion {
         let expected_text = match &expected {
             Ok(Some(Expected::Json(Json::String(s)))) => format!("{s:?}"),
             Ok(Some(Expected::Json(j))) => j.to_string(),
-            Ok(Some(Expected::Dur(d))) => format_duration(*d),
+            Ok(Some(Expected::Dur(d))) => format_literal_duration(*d),
             Ok(None) => String::new(),
             Err(e) => format!("<{e}>"),
         };

@@ -364,6 +364,10 @@ fn for_each_string(v: &serde_json::Value, path: &str, f: &mut dyn FnMut(&str, &s
                 } else {
                     format!("{path}.{k}")
                 };
+                // Map keys can be templates too (`resolve: {"${{ vars.host }}": ...}`).
+                if k.contains("${{") {
+                    f(&p, k);
+                }
                 for_each_string(x, &p, f);
             }
         }

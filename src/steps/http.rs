@@ -333,6 +333,8 @@ fn build_client(
     }
     let default_port = url.port_or_known_default().unwrap_or(443);
     for (host, addr) in &spec.resolve {
+        // The host may be a template too (`${{ vars.ingress_host }}`), like the URL.
+        let host = rend(host, r)?;
         let addr_s = rend(addr, r)?;
         let sock = parse_resolve_addr(&addr_s, default_port).ok_or_else(|| {
             StepError::new(
@@ -340,7 +342,7 @@ fn build_client(
                 format!("resolve {host}: `{addr_s}` is not an IP address or IP:port"),
             )
         })?;
-        b = b.resolve(host, sock);
+        b = b.resolve(&host, sock);
     }
     b.build()
         .map_err(|e| StepError::new(Reason::Config, format!("cannot build HTTP client: {e}")))
@@ -414,7 +416,7 @@ pub async fn execute(spec: &HttpSpec, ctx: &StepContext<'_>) -> Result<super::Ob
     if !spec.query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for (k, v) in &spec.query {
-            pairs.append_pair(k, &rend(v, r)?);
+            pairs.append_pair(&rend(k, r)?, &rend(v, r)?);
         }
     }
     let client = build_client(spec, &url, ctx)?;
@@ -423,7 +425,7 @@ pub async fn execute(spec: &HttpSpec, ctx: &StepContext<'_>) -> Result<super::Ob
         .map_err(|_| StepError::new(Reason::Config, format!("invalid method {method}")))?;
     let mut req = client.request(method, url.clone());
     for (k, v) in &spec.headers {
-        req = req.header(k.as_str(), rend(v, r)?);
+        req = req.header(rend(k, r)?, rend(v, r)?);
     }
     if let Some(auth) = &spec.auth {
         if let Some(basic) = &auth.basic {

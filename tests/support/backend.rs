@@ -10,6 +10,7 @@
 //!   wrong password
 //! - `GET /api/items/{id}` with `Authorization: Bearer TOKEN` → `{"id", "name", "owner",
 //!   "backend", "tags"}`, 401 without a token this backend issued
+//! - `POST /logout` with `Authorization: Bearer TOKEN` → 204, the token no longer works
 //! - `GET /basic` with HTTP basic auth (any user, the backend's password) → `{"user"}`, else 401
 //! - `GET /status/{n}` → status n, `{"status": n}`
 //! - `GET /delay/{ms}` → waits, then `{"delayed_ms": ms}`
@@ -130,6 +131,11 @@ impl Backend {
         hits.get(path).copied().unwrap_or(0)
     }
 
+    /// Tokens issued and not yet revoked by `/logout`.
+    pub fn live_tokens(&self) -> usize {
+        live_tokens(&self.state)
+    }
+
     /// Successful logins so far.
     pub fn logins(&self) -> usize {
         self.state.logins.lock().expect("logins lock").len()
@@ -153,6 +159,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/whoami", get(whoami))
         .route("/login", post(login))
         .route("/api/items/{id}", get(item))
+        .route("/logout", post(logout))
         .route("/basic", get(basic))
         .route("/status/{n}", get(status))
         .route("/delay/{ms}", get(delay))
@@ -264,6 +271,20 @@ async fn item(State(s): State<Arc<AppState>>, Path(id): Path<String>, h: HeaderM
         "tags": ["red", "blue"],
     }))
     .into_response()
+}
+
+async fn logout(State(s): State<Arc<AppState>>, h: HeaderMap) -> Response {
+    let token = header_str(&h, "authorization").strip_prefix("Bearer ");
+    let removed = token.and_then(|t| s.tokens.lock().expect("tokens lock").remove(t));
+    match removed {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => unauthorized("unknown token"),
+    }
+}
+
+/// Tokens issued and not yet logged out.
+fn live_tokens(s: &AppState) -> usize {
+    s.tokens.lock().expect("tokens lock").len()
 }
 
 async fn basic(State(s): State<Arc<AppState>>, h: HeaderMap) -> Response {

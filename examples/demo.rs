@@ -1,0 +1,106 @@
+//! The demo: starts a real local stack on 127.0.0.1 (nginx as the TLS ingress in front of two
+//! test backends, and whatever other services the example scenarios use), runs every scenario
+//! in `scenarios/` with `target/debug/flowprobe run`, writes JSON and JUnit reports to
+//! `target/demo/`, stops the stack and exits with flowprobe's exit code.
+//!
+//! Run it with `scripts/demo.sh` (builds flowprobe first). Extra arguments go to
+//! `flowprobe run`, e.g. `scripts/demo.sh -v --iterations 3`.
+//!
+//! Adding a service: start it in `main` (keep the value alive until the end) and push one
+//! [`Contribution`] with the `--var` pairs and environment its scenarios need.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use support::nginx::{Ingress, API, SHOP};
+
+/// What one service of the stack gives `flowprobe run`.
+struct Contribution {
+    /// Shown in the stack summary.
+    service: &'static str,
+    /// One line about where it runs.
+    summary: String,
+    /// `--var NAME=VALUE` pairs (addresses, CA files, user names).
+    vars: Vec<(String, String)>,
+    /// Environment for flowprobe: secret sources (`secrets: {x: {env: NAME}}`).
+    env: Vec<(String, String)>,
+}
+
+/// The ingress and its backends, as `scenarios/ingress-smoke.yaml` reads them.
+fn ingress_contribution(ing: &Ingress) -> Contribution {
+    Contribution {
+        service: "ingress",
+        summary: format!(
+            "nginx (pid {}) on https://127.0.0.1:{}: {SHOP} -> app-a :{}, {API} -> app-b :{}",
+            ing.nginx.pid(),
+            ing.nginx.port,
+            ing.app_a.port,
+            ing.app_b.port
+        ),
+        vars: ing.vars(),
+        env: vec![("SHOP_PROBE_PASSWORD".into(), ing.app_a.password.clone())],
+    }
+}
+
+fn main() -> ExitCode {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let bin = support::flowprobe_bin();
+    if !bin.is_file() {
+        eprintln!(
+            "demo: {} not found: build it first (cargo build --bin flowprobe)",
+            bin.display()
+        );
+        return ExitCode::from(2);
+    }
+    let report_dir = root.join("target/demo");
+    if let Err(e) = std::fs::create_dir_all(&report_dir) {
+        eprintln!("demo: cannot create {}: {e}", report_dir.display());
+        return ExitCode::from(2);
+    }
+
+    // The stack. Each value stops its processes when dropped, at the end of main.
+    let ingress = Ingress::start();
+    let contributions = vec![ingress_contribution(&ingress)];
+
+    println!("demo stack on 127.0.0.1:");
+    for c in &contributions {
+        println!("  {:<8} {}", c.service, c.summary);
+    }
+    println!();
+
+    let json = report_dir.join("report.json");
+    let junit = report_dir.join("junit.xml");
+    let mut cmd = Command::new(&bin);
+    cmd.current_dir(&root)
+        .arg("run")
+        .arg("scenarios/")
+        .arg("--report")
+        .arg(format!("json={}", json.display()))
+        .arg("--report")
+        .arg(format!("junit={}", junit.display()));
+    for c in &contributions {
+        for (k, v) in &c.vars {
+            cmd.arg("--var").arg(format!("{k}={v}"));
+        }
+        cmd.envs(c.env.iter().map(|(k, v)| (k, v)));
+    }
+    cmd.args(std::env::args_os().skip(1));
+    let status = match cmd.status() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("demo: cannot run {}: {e}", bin.display());
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "\nreports: {}\n         {}",
+        json.display(),
+        junit.display()
+    );
+    drop(ingress);
+    let code = status.code().unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
