@@ -20,6 +20,8 @@ use crate::template::Resolve;
 pub const KINDS: &[&str] = &["http", "oidc", "s3", "redis"];
 
 /// A step's kind with its settings (defaults already merged in).
+// Built once per step at load time: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum StepKind {
     Http(http::HttpSpec),
