@@ -113,22 +113,46 @@ pub struct Dur(pub Duration);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Size(pub u64);
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StrOrNum {
-    Str(String),
-    Num(f64),
+/// Reads a duration or size from a string or a number inside the visitor, so that a bad value
+/// is reported at its own line and column (an untagged enum would buffer the value and lose it).
+struct UnitVisitor<T> {
+    expecting: &'static str,
+    from_str: fn(&str) -> Result<T, UnitError>,
+    from_num: fn(f64) -> Result<T, UnitError>,
+}
+
+impl<T> serde::de::Visitor<'_> for UnitVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        (self.from_str)(v).map_err(E::custom)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+        (self.from_num)(v as f64).map_err(E::custom)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+        (self.from_num)(v as f64).map_err(E::custom)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<T, E> {
+        (self.from_num)(v).map_err(E::custom)
+    }
 }
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match StrOrNum::deserialize(d)? {
-            StrOrNum::Str(s) => parse_duration(&s)
-                .map(Dur)
-                .map_err(serde::de::Error::custom),
-            StrOrNum::Num(n) if n >= 0.0 && n.is_finite() => Ok(Dur(Duration::from_secs_f64(n))),
-            StrOrNum::Num(n) => Err(serde::de::Error::custom(UnitError::Duration(n.to_string()))),
-        }
+        d.deserialize_any(UnitVisitor {
+            expecting: "a duration such as 300ms, 2s or 14d",
+            from_str: |s| parse_duration(s).map(Dur),
+            from_num: |n| {
+                if n >= 0.0 && n.is_finite() {
+                    Ok(Dur(Duration::from_secs_f64(n)))
+                } else {
+                    Err(UnitError::Duration(n.to_string()))
+                }
+            },
+        })
     }
 }
 
@@ -140,11 +164,17 @@ impl Serialize for Dur {
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match StrOrNum::deserialize(d)? {
-            StrOrNum::Str(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
-            StrOrNum::Num(n) if n >= 0.0 && n.fract() == 0.0 => Ok(Size(n as u64)),
-            StrOrNum::Num(n) => Err(serde::de::Error::custom(UnitError::Size(n.to_string()))),
-        }
+        d.deserialize_any(UnitVisitor {
+            expecting: "a size such as 512B, 64KiB or 1MiB",
+            from_str: |s| parse_size(s).map(Size),
+            from_num: |n| {
+                if n >= 0.0 && n.fract() == 0.0 {
+                    Ok(Size(n as u64))
+                } else {
+                    Err(UnitError::Size(n.to_string()))
+                }
+            },
+        })
     }
 }
 

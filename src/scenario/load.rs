@@ -185,19 +185,30 @@ pub fn load_paths(
     }
 }
 
-static LOCATION_SUFFIX: OnceLock<Regex> = OnceLock::new();
+static LOCATION_MARK: OnceLock<Regex> = OnceLock::new();
 
 /// Turns a serde_yaml error into a diagnostic with its location and a "did you mean".
 fn yaml_error(file: &str, src: &str, e: &serde_yaml::Error) -> Diagnostic {
-    let re = LOCATION_SUFFIX.get_or_init(|| {
-        Regex::new(r" at line \d+ column \d+$").expect("static regex is valid")
+    let re = LOCATION_MARK.get_or_init(|| {
+        Regex::new(r" at line (\d+) column (\d+)").expect("static regex is valid")
     });
     let text = e.to_string();
-    let message = re.replace(&text, "").to_string();
-    let (line, column) = e
+    // The location is shown as file:line:column; the text need not repeat it.
+    let message = re.replace_all(&text, "").to_string();
+    let (mut line, mut column) = e
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((1, 1));
+    // At the end of the file (an unclosed quote or bracket) point where the construct began:
+    // "while scanning a quoted scalar at line 4 column 17".
+    if line > src.lines().count() {
+        let context = re.captures_iter(&text).last().and_then(|c| {
+            Some((c.get(1)?.as_str().parse().ok()?, c.get(2)?.as_str().parse().ok()?))
+        });
+        if let Some((l, c)) = context.filter(|(l, _)| *l <= src.lines().count()) {
+            (line, column) = (l, c);
+        }
+    }
     let hint = unknown_field_hint(&message);
     Diagnostic::new(file, src, line, column, message).with_hint(hint)
 }

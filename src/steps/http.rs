@@ -138,23 +138,33 @@ pub enum HttpVersion {
 
 impl<'de> Deserialize<'de> for HttpVersion {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            S(String),
-            N(f64),
+        // A visitor, not an untagged enum, so a bad value is reported at its own line.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = HttpVersion;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("1.1 or 2")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HttpVersion, E> {
+                match v {
+                    "1.1" | "1" => Ok(HttpVersion::Http1),
+                    "2" | "2.0" => Ok(HttpVersion::Http2),
+                    other => Err(E::custom(format!(
+                        "unknown HTTP version `{other}`: expected 1.1 or 2"
+                    ))),
+                }
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<HttpVersion, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<HttpVersion, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<HttpVersion, E> {
+                self.visit_str(&v.to_string())
+            }
         }
-        let text = match Raw::deserialize(d)? {
-            Raw::S(s) => s,
-            Raw::N(n) => n.to_string(),
-        };
-        match text.as_str() {
-            "1.1" | "1" => Ok(HttpVersion::Http1),
-            "2" | "2.0" => Ok(HttpVersion::Http2),
-            other => Err(serde::de::Error::custom(format!(
-                "unknown HTTP version `{other}`: expected 1.1 or 2"
-            ))),
-        }
+        d.deserialize_any(V)
     }
 }
 
