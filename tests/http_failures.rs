@@ -186,12 +186,12 @@ async fn each_assertion_kind_fails_with_actual_expected_and_location() {
         let step = one_assertion(&ing, host, path, assertion).await;
         let msg = step.message.clone().unwrap_or_default();
         assert_eq!(step.reason, Some(*reason), "`{assertion}`: {msg}");
-        // The failed assertion is the second one, written on line 10, column 9.
+        // The failed assertion is the second one, written on line 10, column 10 (inside the quotes).
         let failed: Vec<_> = step.assertions.iter().filter(|a| !a.passed).collect();
         assert_eq!(failed.len(), 1, "`{assertion}`: {:?}", step.assertions);
         let a = failed[0];
         assert_eq!(a.assertion, *assertion);
-        assert_eq!(a.location, "fail.yaml:10:9", "`{assertion}`");
+        assert_eq!(a.location, "fail.yaml:10:10", "`{assertion}`");
         assert!(
             a.actual.contains(actual),
             "`{assertion}`: actual {:?}",
@@ -200,7 +200,7 @@ async fn each_assertion_kind_fails_with_actual_expected_and_location() {
         assert_eq!(a.expected, *expected, "`{assertion}`");
         assert!(
             msg.starts_with(&format!(
-                "assertion failed at fail.yaml:10:9: `{assertion}`"
+                "assertion failed at fail.yaml:10:10: `{assertion}`"
             )),
             "{msg}"
         );

@@ -683,7 +683,8 @@ fn compile_step(
                     }
                 }
                 let pos = c.idx.nearest(&apath);
-                assertions.push((a, format!("{file}:{}:{}", pos.line, pos.column)));
+                // Where the assertion text starts (after a quote, if quoted).
+                assertions.push((a, format!("{file}:{}:{}", pos.line, pos.column_at(0))));
             }
             Err(e) => c.at(&apath, e.offset, e.message, None),
         }

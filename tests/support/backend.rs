@@ -28,6 +28,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::IntoFuture;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -54,6 +55,8 @@ struct AppState {
     flaky: Mutex<HashMap<String, u32>>,
     hits: Mutex<HashMap<String, usize>>,
     logins: Mutex<HashSet<String>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 /// A running backend; stopped (its runtime dropped) when this value is dropped.
@@ -87,6 +90,8 @@ impl Backend {
             flaky: Mutex::default(),
             hits: Mutex::default(),
             logins: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -134,6 +139,11 @@ impl Backend {
     /// Tokens issued and not yet revoked by `/logout`.
     pub fn live_tokens(&self) -> usize {
         live_tokens(&self.state)
+    }
+
+    /// The most requests this backend was serving at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Successful logins so far.
@@ -186,7 +196,10 @@ async fn count_and_tag(State(s): State<Arc<AppState>>, req: Request, next: Next)
         let mut hits = s.hits.lock().expect("hits lock");
         *hits.entry(req.uri().path().to_string()).or_default() += 1;
     }
+    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    s.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let mut resp = next.run(req).await;
+    s.in_flight.fetch_sub(1, Ordering::SeqCst);
     if let Ok(v) = HeaderValue::from_str(&s.name) {
         resp.headers_mut().insert("x-backend", v);
     }
