@@ -453,6 +453,7 @@ fn verbose_logs_go_to_stderr() {
         "{err}"
     );
     assert!(err.contains("run finished"), "{err}");
+    assert!(!err.contains('\x1b'), "colour in logs on a pipe: {err:?}");
     // The terminal report is the same with or without logs.
     assert_eq!(loud.status.code(), Some(1));
 }
@@ -492,4 +493,32 @@ fn schema_is_json_naming_the_top_level_fields() {
     for kind in ["\"http\"", "\"oidc\"", "\"s3\"", "\"redis\""] {
         assert!(text.contains(kind), "schema lacks step kind {kind}");
     }
+}
+
+#[test]
+fn a_failed_assertion_names_its_reason_once() {
+    let s = Setup::new();
+    let f = s.scenario(
+        "wrong-backend",
+        r#"
+steps:
+  - name: home
+    http: {url: "${{ vars.shop }}/whoami"}
+    assert:
+      - jsonpath "$.backend" == "app-b"
+"#,
+    );
+    let o = s.run(&[f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let out = text(&o.stdout);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("  ✗ home "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let want = format!(
+        "  assertion failed at {}:12:9: `jsonpath \"$.backend\" == \"app-b\"`",
+        f.display()
+    );
+    assert!(line.ends_with(&want), "{line}");
+    assert!(out.contains("\n        actual:   \"app-a\"\n"), "{out}");
 }

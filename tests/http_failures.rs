@@ -331,21 +331,27 @@ finally:
 async fn connection_refused_is_reason_connect() {
     let ing = Ingress::start();
     let closed = support::free_port();
+    // A host name that mentions TLS must not make a refused connection look like a TLS error.
     let o = run_with(
         &ing,
-        &[("closed", format!("http://127.0.0.1:{closed}"))],
+        &[("closed", format!("http://tls-gateway.test:{closed}"))],
         r#"
 name: refused
 steps:
   - name: nobody-home
-    http: {url: "${{ vars.closed }}/health"}
+    http:
+      url: ${{ vars.closed }}/health
+      resolve: {tls-gateway.test: 127.0.0.1}
 "#,
     )
     .await;
     let step = failed_step(&o);
     assert_eq!(step.reason, Some(Reason::Connect), "{}", describe(&o));
     let msg = step.message.as_deref().unwrap_or("");
-    assert!(msg.contains(&format!("127.0.0.1:{closed}")), "{msg}");
+    assert!(
+        msg.starts_with(&format!("http://tls-gateway.test:{closed}/health: ")),
+        "{msg}"
+    );
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
 }
 

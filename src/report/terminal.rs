@@ -82,7 +82,17 @@ pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) ->
         if let (StepStatus::Failed, Some(reason)) = (st.status, st.reason) {
             let msg = st.message.as_deref().unwrap_or("");
             let mut lines = msg.lines();
-            let _ = write!(s, "  {} {}", p.red(reason.as_str()), lines.next().unwrap_or(""));
+            let first = lines.next().unwrap_or("");
+            let red = p.red(reason.as_str());
+            match first.strip_prefix(reason.as_str()).filter(|r| r.starts_with(' ')) {
+                // "assertion failed at ..." already names the reason: no "assertion assertion".
+                Some(rest) => {
+                    let _ = write!(s, "  {red}{rest}");
+                }
+                None => {
+                    let _ = write!(s, "  {red} {first}");
+                }
+            }
             for l in lines {
                 let _ = write!(s, "\n      {l}");
             }

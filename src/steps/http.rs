@@ -423,10 +423,20 @@ pub async fn execute(spec: &HttpSpec, ctx: &StepContext<'_>) -> Result<super::Ob
     let mut url = reqwest::Url::parse(&url_s).map_err(|e| {
         StepError::new(Reason::Config, format!("invalid url `{url_s}`: {e}"))
     })?;
+    // The URL for messages: redacted as rendered, before percent-encoding could hide a secret
+    // from the redactor (`/p/a b` becomes `/p/a%20b`; query pairs are form-encoded, which the
+    // redactor knows).
+    let mut shown = ctx.redactor.redact(&url_s);
     if !spec.query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for (k, v) in &spec.query {
-            pairs.append_pair(&rend(k, r)?, &rend(v, r)?);
+            let (k, v) = (rend(k, r)?, rend(v, r)?);
+            pairs.append_pair(&k, &v);
+            let pair: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair(&k, &v)
+                .finish();
+            shown.push(if shown.contains('?') { '&' } else { '?' });
+            shown.push_str(&ctx.redactor.redact(&pair));
         }
     }
     let client = build_client(spec, &url, ctx)?;
@@ -467,7 +477,10 @@ pub async fn execute(spec: &HttpSpec, ctx: &StepContext<'_>) -> Result<super::Ob
     }
     let started = Instant::now();
     let mut resp = req.send().await.map_err(|e| {
-        StepError::new(classify(&e), format!("{url}: {}", error_chain(&e)))
+        // Without the URL: it is shown redacted, and a host name such as `tls.example.com`
+        // must not sway the classification.
+        let e = e.without_url();
+        StepError::new(classify(&e), format!("{shown}: {}", error_chain(&e)))
     })?;
     let first_byte = started.elapsed();
     let mut obs = super::Observation::default();
@@ -500,9 +513,10 @@ pub async fn execute(spec: &HttpSpec, ctx: &StepContext<'_>) -> Result<super::Ob
             }
             Ok(None) => break,
             Err(e) => {
+                let e = e.without_url();
                 return Err(StepError::new(
                     classify(&e),
-                    format!("reading the body of {url}: {}", error_chain(&e)),
+                    format!("reading the body of {shown}: {}", error_chain(&e)),
                 ))
             }
         }

@@ -146,6 +146,12 @@ impl Backend {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// Every token this backend has issued (also those logged out since).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let logins = self.state.logins.lock().expect("logins lock");
+        logins.iter().cloned().collect()
+    }
+
     /// Successful logins so far.
     pub fn logins(&self) -> usize {
         self.state.logins.lock().expect("logins lock").len()

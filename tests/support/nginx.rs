@@ -264,9 +264,14 @@ pub struct Ingress {
 impl Ingress {
     /// Starts the stack; panics with nginx's log when it cannot start.
     pub fn start() -> Ingress {
+        Ingress::start_with_password(super::backend::DEFAULT_PASSWORD)
+    }
+
+    /// Starts the stack with backends whose login and basic auth accept `password`.
+    pub fn start_with_password(password: &str) -> Ingress {
         let ca = TestCa::new("flowprobe test CA");
-        let app_a = Backend::start("app-a");
-        let app_b = Backend::start("app-b");
+        let app_a = Backend::start_with_password("app-a", password);
+        let app_b = Backend::start_with_password("app-b", password);
         let sites = vec![
             Site::tls(SHOP, ca.issue(&[SHOP]), app_a.port),
             Site::tls(API, ca.issue(&[API]), app_b.port),
