@@ -1,0 +1,475 @@
+//! The `oidc` step: discovery, a grant (headless authorization code + PKCE through the IdP's
+//! login form, password, client credentials, refresh), token validation against the issuer's
+//! JWKS, optional userinfo and end-session, and the outputs later steps use
+//! (`${{ steps.login.access_token }}`, `${{ steps.login.claims.sub }}`).
+
+mod browser;
+mod client;
+mod discovery;
+mod flows;
+mod form;
+mod presets;
+mod spec;
+mod tokens;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openidconnect::core::CoreClient;
+use openidconnect::{AuthType, ClientId, ClientSecret, OAuth2TokenResponse, TokenResponse};
+use serde_json::Value as Json;
+use url::Url;
+
+use self::browser::{Browser, LoginPlan, Rule};
+use self::client::{strip_query, transport_error, Recording};
+use self::discovery::{add_phase, Discovered, Keys};
+use self::flows::{CodeRequest, Granted};
+use self::form::selector;
+use self::tokens::{header_kid, verify_access_token, verify_id_token, Expect};
+use super::{StepContext, StepError};
+use crate::observation::Observation;
+use crate::outcome::Reason;
+use crate::template::render;
+
+pub use self::presets::Preset;
+pub use self::spec::{ClientAuth, Flow, LoginSpec, OidcSpec, PageRule};
+
+/// Query keywords an oidc step answers (`jsonpath` reads the userinfo answer).
+pub const QUERIES: &[&str] = &["duration", "phase", "claim", "token", "jsonpath"];
+
+/// Outputs of an oidc step, besides its captures. `claims`, `access_claims` and `userinfo`
+/// are objects reached by path (`steps.login.claims.sub`).
+pub const OUTPUTS: &[&str] = &[
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "token_type",
+    "expires_in",
+    "scope",
+    "claims",
+    "access_claims",
+    "userinfo",
+];
+
+/// Outputs redacted wherever they appear.
+const SECRET_OUTPUTS: &[&str] = &["access_token", "id_token", "refresh_token"];
+
+const DEFAULT_JWKS_TTL: Duration = Duration::from_secs(300);
+const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_HOPS: u32 = 30;
+
+fn rend(s: &str, ctx: &StepContext<'_>) -> Result<String, StepError> {
+    render(s, ctx.resolver).map_err(|e| StepError::new(Reason::Config, e.0))
+}
+
+fn rend_opt(s: &Option<String>, ctx: &StepContext<'_>) -> Result<Option<String>, StepError> {
+    s.as_deref().map(|v| rend(v, ctx)).transpose()
+}
+
+fn required(s: &Option<String>, what: &str, ctx: &StepContext<'_>) -> Result<String, StepError> {
+    rend_opt(s, ctx)?
+        .ok_or_else(|| StepError::new(Reason::Config, format!("oidc step has no `{what}`")))
+}
+
+fn parse_url(s: &str, what: &str) -> Result<Url, StepError> {
+    Url::parse(s)
+        .map_err(|e| StepError::new(Reason::Config, format!("{what} `{s}` is not a URL: {e}")))
+}
+
+/// The login form to fill, from the preset and the scenario's own settings.
+fn login_plan(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<LoginPlan, StepError> {
+    let l = spec.login.clone().unwrap_or_default();
+    let p = Preset::forms(l.preset);
+    let sel = |s: &str| selector(s).map_err(|e| StepError::new(Reason::Config, e));
+    let form_src = l.form.clone().unwrap_or_else(|| p.login_form.to_string());
+    let mut extra = Vec::new();
+    for (k, v) in &l.fields {
+        extra.push((k.clone(), rend(v, ctx)?));
+    }
+    Ok(LoginPlan {
+        form: sel(&form_src)?,
+        form_src,
+        username_field: l
+            .username_field
+            .clone()
+            .or(p.username_field.map(str::to_string)),
+        password_field: l
+            .password_field
+            .clone()
+            .or(p.password_field.map(str::to_string)),
+        username: required(&spec.username, "username", ctx)?,
+        password: required(&spec.password, "password", ctx)?,
+        extra,
+        error: Some(sel(l.error.as_deref().unwrap_or(p.error))?),
+    })
+}
+
+/// The scenario's page rules, then the preset's (`logout`: the end-session pages instead).
+fn rules(spec: &OidcSpec, ctx: &StepContext<'_>, logout: bool) -> Result<Vec<Rule>, StepError> {
+    let preset = spec.login.as_ref().and_then(|l| l.preset);
+    let p = Preset::forms(preset);
+    let mut out = Vec::new();
+    for r in &spec.pages {
+        let mut fields = Vec::new();
+        for (k, v) in &r.fields {
+            fields.push((k.clone(), rend(v, ctx)?));
+        }
+        out.push(Rule {
+            form: selector(&r.form).map_err(|e| StepError::new(Reason::Config, e))?,
+            fields,
+            phase: r.phase.clone().unwrap_or_else(|| "consent".into()),
+        });
+    }
+    let (list, phase) = if logout {
+        (p.logout, "logout")
+    } else {
+        (p.pages, "consent")
+    };
+    for (s, fields) in list {
+        out.push(Rule {
+            form: selector(s).map_err(|e| StepError::new(Reason::Config, e))?,
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            phase: phase.into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Runs one attempt.
+pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observation, StepError> {
+    let flow = spec.flow();
+    let issuer = required(&spec.issuer, "issuer", ctx)?;
+    let client_id = required(&spec.client_id, "client_id", ctx)?;
+    let secret = rend_opt(&spec.client_secret, ctx)?;
+    let resource = rend_opt(&spec.resource, ctx)?;
+    let mut scopes = Vec::new();
+    for s in spec.scopes.iter().flatten() {
+        scopes.push(rend(s, ctx)?);
+    }
+    if matches!(flow, Flow::AuthorizationCode | Flow::Password)
+        && !scopes.iter().any(|s| s == "openid")
+    {
+        scopes.insert(0, "openid".to_string());
+    }
+    let http = Recording::new(client::build(spec.tls.as_ref(), ctx, None)?);
+    let mut obs = Observation::default();
+
+    let started = Instant::now();
+    let provider = discovery::discover(&http.client, &issuer).await?;
+    add_phase(&mut obs, "discovery", started.elapsed());
+
+    let mut oidc = CoreClient::from_provider_metadata(
+        provider.metadata.clone(),
+        ClientId::new(client_id.clone()),
+        secret.clone().map(ClientSecret::new),
+    );
+    if spec.client_auth == Some(ClientAuth::Post) {
+        oidc = oidc.set_auth_type(AuthType::RequestBody);
+    }
+    let max_hops = spec.max_hops.unwrap_or(DEFAULT_MAX_HOPS) as usize;
+    // A fresh jar per attempt: every probe is a real login, not a reused SSO session.
+    let new_browser = || -> Result<Browser, StepError> {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        Ok(Browser::new(
+            client::build(spec.tls.as_ref(), ctx, Some(jar))?,
+            max_hops,
+        ))
+    };
+    let mut browser = None;
+
+    let granted: Granted = match flow {
+        Flow::AuthorizationCode => {
+            let redirect = required(&spec.redirect_uri, "redirect_uri", ctx)?;
+            let redirect_uri = parse_url(&redirect, "redirect_uri")?;
+            let redirect_url = openidconnect::RedirectUrl::new(redirect.clone())
+                .map_err(|e| StepError::new(Reason::Config, format!("redirect_uri: {e}")))?;
+            let oidc = oidc.clone().set_redirect_uri(redirect_url);
+            let mut params = Vec::new();
+            for (k, v) in &spec.params {
+                params.push((k.clone(), rend(v, ctx)?));
+            }
+            let plan = login_plan(spec, ctx)?;
+            let page_rules = rules(spec, ctx, false)?;
+            let b = browser.insert(new_browser()?);
+            let req = CodeRequest {
+                redirect_uri,
+                scopes: &scopes,
+                params: &params,
+                resource: resource.as_deref(),
+                login: &plan,
+                rules: &page_rules,
+            };
+            flows::authorization_code(&oidc, &http, b, &provider, req, &mut obs).await?
+        }
+        Flow::Password => {
+            let user = required(&spec.username, "username", ctx)?;
+            let pass = required(&spec.password, "password", ctx)?;
+            flows::password(
+                &oidc,
+                &http,
+                &user,
+                &pass,
+                &scopes,
+                resource.as_deref(),
+                &mut obs,
+            )
+            .await?
+        }
+        Flow::ClientCredentials => {
+            flows::client_credentials(&oidc, &http, &scopes, resource.as_deref(), &mut obs).await?
+        }
+        Flow::Refresh => {
+            let rt = required(&spec.refresh_token, "refresh_token", ctx)?;
+            ctx.redactor.add("refresh_token", &rt);
+            flows::refresh(&oidc, &http, &rt, &scopes, resource.as_deref(), &mut obs).await?
+        }
+    };
+
+    let response = &granted.response;
+    let access = response.access_token().clone();
+    let id_token = response.id_token().cloned();
+    // Registered before anything can print them (failure messages included).
+    ctx.redactor.add("access_token", access.secret());
+    if let Some(rt) = response.refresh_token() {
+        ctx.redactor.add("refresh_token", rt.secret());
+    }
+    if let Some(t) = &id_token {
+        ctx.redactor.add("id_token", &t.to_string());
+    }
+
+    // Validation.
+    let ttl = spec.jwks_cache_ttl.map(|d| d.0).unwrap_or(DEFAULT_JWKS_TTL);
+    let skew = spec.clock_skew.map(|d| d.0).unwrap_or(DEFAULT_CLOCK_SKEW);
+    let mut keys = Keys::new(&http.client, &issuer, &provider, ttl);
+    let algs = provider
+        .metadata
+        .id_token_signing_alg_values_supported()
+        .clone();
+    let audience = rend_opt(&spec.audience, ctx)?.unwrap_or_else(|| client_id.clone());
+    let trusted = vec![client_id.clone()];
+    let mut claims: Option<Json> = None;
+    match &id_token {
+        Some(t) => {
+            let expect = Expect {
+                issuer: provider.metadata.issuer(),
+                audience: &audience,
+                also_trusted: &trusted,
+                client_secret: secret.as_deref(),
+                algs: &algs,
+                clock_skew: skew,
+            };
+            let kid = header_kid(&t.to_string());
+            let set = keys.for_kid(kid.as_deref(), &mut obs).await?;
+            let c = verify_id_token(t, set, &expect, granted.nonce.as_ref(), Some(&access))
+                .map_err(|i| i.into_step_error("ID token"))?;
+            claims = Some(c);
+        }
+        None if flow == Flow::AuthorizationCode => {
+            return Err(StepError::new(
+                Reason::TokenInvalid,
+                "ID token check `present` failed: the token response has no id_token (scope openid was requested)",
+            ));
+        }
+        None => {}
+    }
+    let mut access_claims: Option<Json> = None;
+    if let Some(aud) = rend_opt(&spec.access_token_audience, ctx)? {
+        let expect = Expect {
+            issuer: provider.metadata.issuer(),
+            audience: &aud,
+            also_trusted: &[],
+            client_secret: None,
+            algs: &algs,
+            clock_skew: skew,
+        };
+        let kid = header_kid(access.secret());
+        let set = keys.for_kid(kid.as_deref(), &mut obs).await?;
+        let c = verify_access_token(access.secret(), set, &expect)
+            .map_err(|i| i.into_step_error("access token"))?;
+        access_claims = Some(c);
+    }
+    if claims.is_none() {
+        claims = access_claims.clone();
+    }
+
+    if spec.userinfo == Some(true) {
+        let info = userinfo(&http.client, &provider, access.secret(), &mut obs).await?;
+        let expected = claims
+            .as_ref()
+            .and_then(|c| c.get("sub"))
+            .and_then(Json::as_str);
+        let got = info.get("sub").and_then(Json::as_str);
+        if let (Some(e), Some(g)) = (expected, got) {
+            if e != g {
+                return Err(StepError::new(
+                    Reason::TokenInvalid,
+                    format!("userinfo check `sub` failed: `{g}`, but the token's subject is `{e}`"),
+                ));
+            }
+        }
+        obs.body = serde_json::to_vec(&info).unwrap_or_default();
+        obs.outputs.insert("userinfo".into(), info);
+    }
+
+    if spec.logout == Some(true) {
+        let b = match browser.as_mut() {
+            Some(b) => b,
+            None => browser.insert(new_browser()?),
+        };
+        let post = rend_opt(&spec.post_logout_redirect_uri, ctx)?;
+        let rules = rules(spec, ctx, true)?;
+        end_session(
+            b,
+            &provider,
+            &client_id,
+            id_token.as_ref().map(|t| t.to_string()),
+            post,
+            &rules,
+            &mut obs,
+        )
+        .await?;
+    }
+
+    // Outputs.
+    let o = &mut obs.outputs;
+    o.insert("access_token".into(), Json::String(access.secret().clone()));
+    if let Some(t) = &id_token {
+        o.insert("id_token".into(), Json::String(t.to_string()));
+    }
+    if let Some(rt) = response.refresh_token() {
+        o.insert("refresh_token".into(), Json::String(rt.secret().clone()));
+    }
+    o.insert(
+        "token_type".into(),
+        Json::String(response.token_type().as_ref().to_string()),
+    );
+    if let Some(e) = response.expires_in() {
+        o.insert("expires_in".into(), Json::from(e.as_secs()));
+    }
+    if let Some(s) = response.scopes() {
+        let text: Vec<&str> = s.iter().map(|x| x.as_str()).collect();
+        o.insert("scope".into(), Json::String(text.join(" ")));
+    }
+    if let Some(c) = claims {
+        o.insert("claims".into(), c);
+    }
+    if let Some(c) = access_claims {
+        o.insert("access_claims".into(), c);
+    }
+    obs.secret_outputs = SECRET_OUTPUTS
+        .iter()
+        .filter(|n| obs.outputs.contains_key(**n))
+        .map(|n| n.to_string())
+        .collect();
+    Ok(obs)
+}
+
+/// GETs the userinfo endpoint with the access token (phase `userinfo`).
+async fn userinfo(
+    http: &reqwest::Client,
+    provider: &Discovered,
+    token: &str,
+    obs: &mut Observation,
+) -> Result<Json, StepError> {
+    let url = provider
+        .metadata
+        .userinfo_endpoint()
+        .map(|u| u.url().to_string())
+        .ok_or_else(|| {
+            StepError::new(
+                Reason::Config,
+                "userinfo: the provider announces no userinfo_endpoint",
+            )
+        })?;
+    let started = Instant::now();
+    let resp = http
+        .get(&url)
+        .bearer_auth(token)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| transport_error("userinfo", &url, &e))?;
+    let status = resp.status().as_u16();
+    let why = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| transport_error("userinfo", &url, &e))?;
+    add_phase(obs, "userinfo", started.elapsed());
+    if status != 200 {
+        let text: String = why
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned())
+            .chars()
+            .take(200)
+            .collect();
+        return Err(StepError::new(
+            Reason::HttpStatus,
+            format!("userinfo: HTTP {status} from {}: {text}", strip_query(&url)),
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|_| {
+        StepError::new(
+            Reason::HttpStatus,
+            "userinfo: the answer is not JSON (signed or encrypted userinfo is not supported)",
+        )
+    })
+}
+
+/// RP-initiated logout: the end_session_endpoint with `id_token_hint`, confirmation pages by
+/// the logout rules, and, when given, the redirect to `post_logout_redirect_uri` with `state`.
+async fn end_session(
+    browser: &mut Browser,
+    provider: &Discovered,
+    client_id: &str,
+    id_token: Option<String>,
+    post_logout: Option<String>,
+    rules: &[Rule],
+    obs: &mut Observation,
+) -> Result<(), StepError> {
+    let endpoint = provider.end_session_endpoint().ok_or_else(|| {
+        StepError::new(
+            Reason::Config,
+            "logout: the provider announces no end_session_endpoint",
+        )
+    })?;
+    let mut url = parse_url(endpoint, "end_session_endpoint")?;
+    let state = openidconnect::CsrfToken::new_random();
+    let target = post_logout
+        .as_deref()
+        .map(|p| parse_url(p, "post_logout_redirect_uri"))
+        .transpose()?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(t) = &id_token {
+            q.append_pair("id_token_hint", t);
+        }
+        q.append_pair("client_id", client_id);
+        if let Some(p) = &post_logout {
+            q.append_pair("post_logout_redirect_uri", p);
+            q.append_pair("state", state.secret());
+        }
+    }
+    let back = browser
+        .walk(url, target.as_ref(), None, rules, "logout", obs)
+        .await?;
+    if let Some(back) = back {
+        let got = back
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned());
+        if got.as_deref() != Some(state.secret().as_str()) {
+            return Err(StepError::new(
+                Reason::TokenInvalid,
+                "logout response check `state` failed: it does not match the state sent",
+            ));
+        }
+    }
+    Ok(())
+}
