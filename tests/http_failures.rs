@@ -415,7 +415,9 @@ async fn tls_unknown_ca_wrong_host_and_expired_are_reason_tls() {
     let ing = Ingress::start();
     let stranger = TestCa::new("some other CA");
     let stranger_file = ("other_ca", stranger.ca_file().display().to_string());
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, &str)> = vec![
+    // (host var, tls settings, extra vars, what the message says)
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "shop",
             r#"{ca_file: "${{ vars.other_ca }}"}"#,

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use flowprobe::outcome::{Reason, ScenarioOutcome, StepStatus};
 use flowprobe::runner::run_scenario;
 use flowprobe::scenario::load::load_source;
-use flowprobe::scenario::LoadOptions;
-use support::nginx::{Ingress, API, SHOP};
+use flowprobe::scenario::{LoadOptions, LoadedScenario};
+use support::nginx::{Ingress, API, MTLS, SHOP};
 
 /// Vars every scenario here can use: base URLs on the ingress, the CA, the backends.
 fn vars(ing: &Ingress) -> BTreeMap<String, String> {
@@ -23,13 +23,15 @@ fn vars(ing: &Ingress) -> BTreeMap<String, String> {
     ])
 }
 
-/// Loads `yaml` (panicking with every diagnostic when invalid) and runs it once.
-async fn run(ing: &Ingress, yaml: &str) -> ScenarioOutcome {
+/// Loads `yaml` with the ingress's vars and `extra`, panicking with every diagnostic.
+fn load(ing: &Ingress, extra: &[(&str, String)], yaml: &str) -> LoadedScenario {
+    let mut vars = vars(ing);
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let opts = LoadOptions {
-        vars: vars(ing),
+        vars,
         check_secrets: true,
     };
-    let sc = match load_source("flow.yaml", yaml, &opts) {
+    match load_source("flow.yaml", yaml, &opts) {
         Ok(sc) => sc,
         Err(diags) => panic!(
             "scenario does not load:\n{}",
@@ -39,8 +41,12 @@ async fn run(ing: &Ingress, yaml: &str) -> ScenarioOutcome {
                 .collect::<Vec<_>>()
                 .join("\n")
         ),
-    };
-    run_scenario(&sc, 1).await
+    }
+}
+
+/// Loads `yaml` and runs it once.
+async fn run(ing: &Ingress, yaml: &str) -> ScenarioOutcome {
+    run_scenario(&load(ing, &[], yaml), 1).await
 }
 
 fn describe(o: &ScenarioOutcome) -> String {
@@ -400,4 +406,117 @@ steps:
     let log = ing.nginx.access_log();
     assert!(log.contains("\"GET /health HTTP/1.1\""), "{log}");
     assert!(log.contains("\"GET /health HTTP/2.0\""), "{log}");
+}
+
+#[tokio::test]
+async fn cookies_persist_across_the_steps_of_one_run_only() {
+    let ing = Ingress::start();
+    let yaml = r#"
+name: cookies
+defaults:
+  http:
+    resolve: {shop.test: 127.0.0.1}
+    tls: {ca_file: "${{ vars.ca }}"}
+steps:
+  - name: before
+    http: {url: "${{ vars.shop }}/echo"}
+    assert: ['jsonpath "$.headers.cookie" not exists']
+  - name: set
+    http: {url: "${{ vars.shop }}/set-cookie/s-${{ run.id }}"}
+  - name: sent-back
+    http: {url: "${{ vars.shop }}/echo"}
+    assert: ['jsonpath "$.headers.cookie" == "session=s-${{ run.id }}"']
+"#;
+    let sc = load(&ing, &[], yaml);
+    // A second run starts with an empty jar: `before` would fail otherwise.
+    for _ in 0..2 {
+        let o = run_scenario(&sc, 1).await;
+        assert!(o.success, "{}", describe(&o));
+    }
+}
+
+#[tokio::test]
+async fn client_certificates_for_mtls() {
+    let ing = Ingress::start();
+    let client = ing.ca.issue_client("probe");
+    let extra = [
+        ("mtls", ing.https(MTLS)),
+        ("cert", client.cert.display().to_string()),
+        ("key", client.key.display().to_string()),
+    ];
+    let with_cert = load(
+        &ing,
+        &extra,
+        r#"
+name: mtls
+steps:
+  - name: with-cert
+    http:
+      url: ${{ vars.mtls }}/whoami
+      resolve: {mtls.test: 127.0.0.1}
+      tls: {ca_file: "${{ vars.ca }}", cert_file: "${{ vars.cert }}", key_file: "${{ vars.key }}"}
+    assert: ['jsonpath "$.host" == "mtls.test"']
+"#,
+    );
+    let o = run_scenario(&with_cert, 1).await;
+    assert!(o.success, "{}", describe(&o));
+
+    let without = load(
+        &ing,
+        &extra,
+        r#"
+name: mtls-missing
+steps:
+  - name: without-cert
+    http:
+      url: ${{ vars.mtls }}/whoami
+      resolve: {mtls.test: 127.0.0.1}
+      tls: {ca_file: "${{ vars.ca }}"}
+"#,
+    );
+    let o = run_scenario(&without, 1).await;
+    let step = o
+        .first_failure()
+        .expect("nginx refuses a client without a certificate");
+    assert_eq!(step.reason, Some(Reason::HttpStatus), "{}", describe(&o));
+    let msg = step.message.as_deref().unwrap_or("");
+    assert!(
+        msg.contains("No required SSL certificate was sent"),
+        "{msg}"
+    );
+    assert_eq!(ing.app_a.hits("/whoami"), 1);
+}
+
+#[tokio::test]
+async fn secret_files_are_read_again_for_every_run() {
+    let ing = Ingress::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, format!("{}\n", ing.app_a.password)).unwrap();
+    let sc = load(
+        &ing,
+        &[("pw_file", file.display().to_string())],
+        r#"
+name: rotation
+secrets:
+  password: {file: "PW_FILE"}
+steps:
+  - name: basic
+    http:
+      url: ${{ vars.shop }}/basic
+      resolve: {shop.test: 127.0.0.1}
+      tls: {ca_file: "${{ vars.ca }}"}
+      auth: {basic: {username: alice, password: "${{ secrets.password }}"}}
+    assert: [status == 200]
+"#
+        .replace("PW_FILE", &file.display().to_string())
+        .as_str(),
+    );
+    assert!(run_scenario(&sc, 1).await.success);
+    // Rotated to a value the backend rejects: the same loaded scenario now fails.
+    std::fs::write(&file, "rotated-elsewhere").unwrap();
+    let o = run_scenario(&sc, 2).await;
+    assert_eq!(o.reason, Some(Reason::HttpStatus), "{}", describe(&o));
+    std::fs::write(&file, &ing.app_a.password).unwrap();
+    assert!(run_scenario(&sc, 3).await.success);
 }

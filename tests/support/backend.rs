@@ -18,6 +18,7 @@
 //!   `GET /redirect-loop` redirects to itself forever
 //! - `ANY /echo` → `{"method", "path", "query", "headers": {..}, "body"}`
 //! - `GET /flaky/{key}/{n}` → 503 for the first n requests with that key, then 200 `{"attempt"}`
+//! - `GET /set-cookie/{value}` → `Set-Cookie: session=VALUE; Path=/`
 //! - `GET /text` → plain text; `GET /bytes/{n}` → n bytes of `x`
 //!
 //! ```ignore
@@ -190,6 +191,7 @@ fn router(state: Arc<AppState>) -> Router {
         )
         .route("/echo", any(echo))
         .route("/flaky/{key}/{n}", get(flaky))
+        .route("/set-cookie/{value}", get(set_cookie))
         .route("/text", get(text))
         .route("/bytes/{n}", get(bytes))
         .layer(middleware::from_fn_with_state(state.clone(), count_and_tag))
@@ -372,6 +374,11 @@ async fn flaky(State(s): State<Arc<AppState>>, Path((key, n)): Path<(String, u32
     } else {
         Json(json!({"attempt": seen})).into_response()
     }
+}
+
+async fn set_cookie(Path(value): Path<String>) -> Response {
+    let cookie = format!("session={value}; Path=/; HttpOnly");
+    ([(header::SET_COOKIE, cookie)], Json(json!({"set": value}))).into_response()
 }
 
 async fn text(State(s): State<Arc<AppState>>) -> String {

@@ -25,6 +25,8 @@ pub struct Site {
     pub server_name: String,
     pub cert: Option<CertFiles>,
     pub upstream_port: u16,
+    /// CA file of required client certificates (mTLS); TLS sites only.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Site {
@@ -34,7 +36,14 @@ impl Site {
             server_name: server_name.to_string(),
             cert: Some(cert),
             upstream_port,
+            client_ca: None,
         }
+    }
+
+    /// This site with client certificates (mTLS) signed by `ca_file` required.
+    pub fn require_client_cert(mut self, ca_file: &Path) -> Site {
+        self.client_ca = Some(ca_file.to_path_buf());
+        self
     }
 
     /// A plain-HTTP site on the shared HTTP port.
@@ -43,6 +52,7 @@ impl Site {
             server_name: server_name.to_string(),
             cert: None,
             upstream_port,
+            client_ca: None,
         }
     }
 }
@@ -182,14 +192,19 @@ http {{
                 } else {
                     ""
                 };
-                (
-                    format!("listen 127.0.0.1:{port} ssl http2{default};"),
-                    format!(
-                        "ssl_certificate {};\n        ssl_certificate_key {};",
-                        cert.cert.display(),
-                        cert.key.display()
-                    ),
-                )
+                let mut tls = format!(
+                    "ssl_certificate {};\n        ssl_certificate_key {};",
+                    cert.cert.display(),
+                    cert.key.display()
+                );
+                if let Some(ca) = &s.client_ca {
+                    let _ = write!(
+                        tls,
+                        "\n        ssl_client_certificate {};\n        ssl_verify_client on;",
+                        ca.display()
+                    );
+                }
+                (format!("listen 127.0.0.1:{port} ssl http2{default};"), tls)
             }
             None => {
                 let default = if std::mem::take(&mut first_plain) {
@@ -249,10 +264,13 @@ pub const WRONG_HOST: &str = "wrong.test";
 pub const OTHER: &str = "other.test";
 /// Served by app-a with a certificate that expires in 7 days.
 pub const SOON: &str = "soon.test";
+/// Served by app-a only to clients with a certificate from the test CA (mTLS).
+pub const MTLS: &str = "mtls.test";
 
 /// The standard local stack: a test CA, backends app-a and app-b, and nginx routing
 /// [`SHOP`] → app-a and [`API`] → app-b (TLS port, and plain HTTP port by Host), plus
-/// [`EXPIRED`], [`WRONG_HOST`] and [`SOON`] with bad or expiring certificates.
+/// [`EXPIRED`], [`WRONG_HOST`] and [`SOON`] with bad or expiring certificates, and [`MTLS`]
+/// which requires a client certificate from the CA (`ca.issue_client(..)`).
 pub struct Ingress {
     // Field order is drop order: nginx stops before its backends and CA files go.
     pub nginx: Nginx,
@@ -282,6 +300,7 @@ impl Ingress {
                 ca.issue_expiring_in(&[SOON], Duration::from_secs(7 * 86_400)),
                 app_a.port,
             ),
+            Site::tls(MTLS, ca.issue(&[MTLS]), app_a.port).require_client_cert(ca.ca_file()),
             Site::plain(SHOP, app_a.port),
             Site::plain(API, app_b.port),
         ];
