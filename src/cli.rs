@@ -196,6 +196,7 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
         }
     };
     let color = report::terminal::use_color(args.no_color);
+    let declared = crate::thresholds::declared(&scenarios);
     let outcomes = run_all(
         scenarios,
         args.jobs as usize,
@@ -208,9 +209,13 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
     )
     .await;
     print!("{}", report::terminal::render_summary(&outcomes, color));
+    let verdicts = crate::thresholds::evaluate(&declared, &outcomes);
+    if !verdicts.is_empty() {
+        print!("{}", crate::thresholds::render_terminal(&verdicts, color));
+    }
     for (format, path) in &args.reports {
         let text = match format {
-            ReportFormat::Json => report::json::render(&outcomes)?,
+            ReportFormat::Json => report::json::render_with_thresholds(&outcomes, &verdicts)?,
             ReportFormat::Junit => report::junit::render(&outcomes),
         };
         std::fs::write(path, text).map_err(|source| CliError::Report {
@@ -218,10 +223,12 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
             source,
         })?;
     }
-    Ok(if outcomes.iter().all(|o| o.success) {
-        exit::OK
-    } else {
+    Ok(if !outcomes.iter().all(|o| o.success) {
         exit::FAILED
+    } else if verdicts.iter().any(|v| !v.passed) {
+        exit::THRESHOLD
+    } else {
+        exit::OK
     })
 }
 

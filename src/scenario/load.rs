@@ -71,6 +71,8 @@ pub struct LoadedScenario {
     pub finally: Vec<CompiledStep>,
     /// Limit of a whole run (`schedule.timeout`, else 60s).
     pub timeout: Duration,
+    /// Parsed `thresholds:`, evaluated over `run --iterations`.
+    pub thresholds: Vec<crate::thresholds::Threshold>,
 }
 
 impl LoadedScenario {
@@ -543,6 +545,19 @@ pub fn load_source(
         }
     }
 
+    // Thresholds: parsed now, and every step they name exists.
+    let step_names: Vec<&str> = names_seen.iter().map(String::as_str).collect();
+    let (parsed, problems) = crate::thresholds::compile(&scenario.thresholds, &step_names);
+    for (i, offset, message, hint) in problems {
+        c.at(&format!("thresholds[{i}]"), offset, message, hint);
+    }
+    let mut thresholds = Vec::new();
+    for (i, mut t) in parsed {
+        let pos = c.idx.nearest(&format!("thresholds[{i}]"));
+        t.location = format!("{file}:{}:{}", pos.line, pos.column);
+        thresholds.push(t);
+    }
+
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
@@ -559,6 +574,7 @@ pub fn load_source(
         steps: compiled,
         finally: compiled_finally,
         timeout,
+        thresholds,
     })
 }
 

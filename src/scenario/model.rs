@@ -44,6 +44,10 @@ pub struct Scenario {
     /// Service level objective, used by `flowprobe slo` and for histogram buckets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo: Option<Slo>,
+    /// Pass/fail criteria over `flowprobe run --iterations N`: `p95(duration) < 300ms`,
+    /// `success_rate >= 99%`, `p99(steps.login.duration) < 2s`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<String>,
 }
 
 /// How often `flowprobe serve` runs a scenario.
