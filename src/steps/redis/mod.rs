@@ -349,9 +349,10 @@ async fn roundtrip(
         .await?;
     match reply {
         redis::Value::BulkString(got) if got == value => {}
-        redis::Value::BulkString(got) => return Err(StepError::new(
-            Reason::Integrity,
-            format!(
+        redis::Value::BulkString(got) => {
+            return Err(StepError::new(
+                Reason::Integrity,
+                format!(
                 "GET {key}: the value differs from what SET wrote ({} bytes read, {} written{})",
                 got.len(),
                 value.len(),
@@ -359,7 +360,8 @@ async fn roundtrip(
                     .map(|i| format!(", first difference at byte {i}"))
                     .unwrap_or_default()
             ),
-        )),
+            ))
+        }
         redis::Value::Nil => {
             return Err(StepError::new(
                 Reason::Cache,

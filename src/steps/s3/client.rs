@@ -1,0 +1,176 @@
+//! Building the S3 client of one step: endpoint (absent = AWS), region, path style,
+//! credentials from secrets or the default provider chain, a private CA, no SDK retries (the
+//! runner retries, so failures are seen), and the HTTP status of the last response.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation, RuntimeComponents,
+};
+use aws_sdk_s3::error::BoxError;
+use tokio::sync::OnceCell;
+
+use super::S3Spec;
+use crate::outcome::Reason;
+use crate::steps::redis::rend;
+use crate::steps::{StepContext, StepError};
+
+/// Region used when neither the step nor the environment names one.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Remembers the HTTP status of the last response the client received.
+#[derive(Debug, Clone, Default)]
+pub struct LastStatus(Arc<AtomicU16>);
+
+impl LastStatus {
+    pub fn get(&self) -> Option<u16> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+}
+
+impl Intercept for LastStatus {
+    fn name(&self) -> &'static str {
+        "flowprobe-last-status"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0
+            .store(context.response().status().as_u16(), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A configured client and where it points, for messages.
+#[derive(Clone)]
+pub struct S3 {
+    pub client: aws_sdk_s3::Client,
+    pub bucket: String,
+    /// `http://127.0.0.1:9000` or `AWS (eu-west-1)`.
+    pub endpoint: String,
+    pub status: LastStatus,
+}
+
+impl S3 {
+    /// `s3://bucket/key at ENDPOINT`.
+    pub fn at(&self, key: &str) -> String {
+        format!("s3://{}/{key} at {}", self.bucket, self.endpoint)
+    }
+}
+
+/// The environment's default AWS configuration (env vars, web identity / IRSA, profile,
+/// container and instance credentials), loaded once per process: its providers cache
+/// credentials and refresh them before they expire.
+async fn default_config() -> &'static aws_config::SdkConfig {
+    static CONFIG: OnceCell<aws_config::SdkConfig> = OnceCell::const_new();
+    CONFIG
+        .get_or_init(|| async { aws_config::defaults(BehaviorVersion::latest()).load().await })
+        .await
+}
+
+fn read_file(path: &str, what: &str) -> Result<Vec<u8>, StepError> {
+    std::fs::read(path).map_err(|e| {
+        StepError::new(
+            Reason::Config,
+            format!("cannot read {what} {path}: {}", e.kind()),
+        )
+    })
+}
+
+/// Builds the client for one attempt.
+pub async fn build(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<S3, StepError> {
+    let r = ctx.resolver;
+    let bucket = rend(spec.bucket.as_deref().unwrap_or_default(), r)?;
+    let endpoint = spec.endpoint.as_deref().map(|e| rend(e, r)).transpose()?;
+    let static_creds = match (&spec.access_key_id, &spec.secret_access_key) {
+        (Some(id), Some(secret)) => {
+            let id = rend(id, r)?;
+            let secret = rend(secret, r)?;
+            ctx.redactor.add("s3-secret-access-key", &secret);
+            let token = spec
+                .session_token
+                .as_deref()
+                .map(|t| rend(t, r))
+                .transpose()?;
+            if let Some(t) = &token {
+                ctx.redactor.add("s3-session-token", t);
+            }
+            Some(Credentials::new(
+                id,
+                secret,
+                token,
+                None,
+                "flowprobe-scenario",
+            ))
+        }
+        _ => None,
+    };
+
+    let mut b = match &static_creds {
+        Some(c) => aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .credentials_provider(c.clone()),
+        None => aws_sdk_s3::config::Builder::from(default_config().await),
+    };
+    let region = match &spec.region {
+        Some(reg) => Some(rend(reg, r)?),
+        None if static_creds.is_some() => std::env::var("AWS_REGION").ok(),
+        None => default_config().await.region().map(|r| r.to_string()),
+    }
+    .unwrap_or_else(|| DEFAULT_REGION.to_string());
+    b = b.region(Region::new(region.clone()));
+    if let Some(ep) = &endpoint {
+        b = b.endpoint_url(ep);
+    }
+    // S3-compatible stores (MinIO, Ceph, s3s) usually want path-style; AWS virtual-hosted.
+    b = b.force_path_style(spec.path_style.unwrap_or(endpoint.is_some()));
+    if let Some(ca) = spec.tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
+        b = b.http_client(https_client_with_ca(&read_file(&rend(ca, r)?, "CA file")?)?);
+    }
+    let status = LastStatus::default();
+    let b = b
+        .interceptor(status.clone())
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(ctx.timeout)
+                .build(),
+        )
+        // The probe verifies whole objects with SHA-256 itself; CRC trailers (aws-chunked)
+        // are not understood by every S3-compatible store.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    Ok(S3 {
+        client: aws_sdk_s3::Client::from_conf(b.build()),
+        bucket,
+        endpoint: endpoint.unwrap_or_else(|| format!("AWS ({region})")),
+        status,
+    })
+}
+
+fn https_client_with_ca(pem: &[u8]) -> Result<aws_sdk_s3::config::SharedHttpClient, StepError> {
+    use aws_smithy_http_client::tls;
+    let trust = tls::TrustStore::default().with_pem_certificate(pem.to_vec());
+    let context = tls::TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| StepError::new(Reason::Config, format!("CA file: {e}")))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https())
+}

@@ -1,0 +1,310 @@
+//! Presigned requests: the SDK signs a PUT or GET URL offline, and reqwest sends it, as a
+//! browser does when an application hands it an upload URL — optionally through the ingress
+//! (`resolve`, `tls`). The URL's signature is redacted; the clean-up deletes an uploaded object
+//! with a presigned DELETE over the same path.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
+use bytes::Bytes;
+use serde_json::json;
+
+use super::client::S3;
+use super::errors::{reason_for, sdk_error, xml_code};
+use super::ops::{expected_checksum, verify};
+use super::payload::{Digester, Payload};
+use super::{default_key, ledger, run_id, PresignOp};
+use crate::observation::Observation;
+use crate::outcome::Reason;
+use crate::steps::http::{classify, error_chain, TlsSpec};
+use crate::steps::redis::rend;
+use crate::steps::{StepContext, StepError};
+
+/// Lifetime of a presigned URL when the step gives none.
+const DEFAULT_EXPIRY: Duration = Duration::from_secs(300);
+/// Most bytes of a downloaded object kept for body queries.
+const MAX_BODY: usize = 1 << 20;
+
+/// `10.0.0.5` or `10.0.0.5:8443` (port 0: the URL's).
+pub fn parse_addr(addr: &str) -> Option<SocketAddr> {
+    addr.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| addr.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 0)))
+}
+
+/// The URL without its query (which holds the signature), for messages.
+fn shown(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_string()
+}
+
+fn http_client(
+    op: &PresignOp,
+    tls: Option<&TlsSpec>,
+    ctx: &StepContext<'_>,
+) -> Result<reqwest::Client, StepError> {
+    let r = ctx.resolver;
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(ctx.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("flowprobe/", env!("CARGO_PKG_VERSION")));
+    if let Some(t) = tls {
+        if let Some(ca) = &t.ca_file {
+            let path = rend(ca, r)?;
+            let pem = std::fs::read(&path).map_err(|e| {
+                StepError::new(
+                    Reason::Config,
+                    format!("cannot read CA file {path}: {}", e.kind()),
+                )
+            })?;
+            for c in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                StepError::new(Reason::Config, format!("CA file {path} is not PEM: {e}"))
+            })? {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if t.insecure == Some(true) {
+            b = b.danger_accept_invalid_certs(true);
+        }
+    }
+    for (host, addr) in &op.resolve {
+        let a = rend(addr, r)?;
+        let sock = parse_addr(&a).ok_or_else(|| {
+            StepError::new(
+                Reason::Config,
+                format!("resolve {host}: `{a}` is not an IP address or IP:port"),
+            )
+        })?;
+        b = b.resolve(host, sock);
+    }
+    b.build()
+        .map_err(|e| StepError::new(Reason::Config, format!("cannot build HTTP client: {e}")))
+}
+
+/// Keeps the URL's signature out of every message and report.
+fn redact_signature(req: &PresignedRequest, ctx: &StepContext<'_>) {
+    if let Ok(url) = url::Url::parse(req.uri()) {
+        for (k, v) in url.query_pairs() {
+            if k.eq_ignore_ascii_case("X-Amz-Signature")
+                || k.eq_ignore_ascii_case("X-Amz-Security-Token")
+            {
+                ctx.redactor.add("presigned-url-signature", &v);
+            }
+        }
+    }
+}
+
+/// Sends a presigned request; returns the response or a classified error.
+async fn send(
+    http: &reqwest::Client,
+    req: &PresignedRequest,
+    body: Option<Bytes>,
+    what: &str,
+) -> Result<reqwest::Response, StepError> {
+    let method = reqwest::Method::from_bytes(req.method().as_bytes()).map_err(|_| {
+        StepError::new(
+            Reason::Internal,
+            format!("{what}: bad method {}", req.method()),
+        )
+    })?;
+    let mut rb = http.request(method, req.uri());
+    for (k, v) in req.headers() {
+        rb = rb.header(k, v);
+    }
+    if let Some(b) = body {
+        rb = rb.body(b);
+    }
+    rb.send().await.map_err(|e| {
+        let e = e.without_url();
+        StepError::new(classify(&e), format!("{what}: {}", error_chain(&e)))
+    })
+}
+
+/// Turns a non-2xx answer into an error naming the S3 error code.
+async fn check_status(resp: reqwest::Response, what: &str) -> Result<reqwest::Response, StepError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let code = xml_code(&text);
+    let mut msg = format!("{what}: HTTP {}", status.as_u16());
+    if let Some(c) = &code {
+        msg.push_str(&format!(" {c}"));
+    }
+    Err(StepError::new(
+        reason_for(code.as_deref(), Some(status.as_u16())),
+        msg,
+    ))
+}
+
+/// Runs a presigned PUT or GET.
+pub async fn run(
+    s3: &S3,
+    op: &PresignOp,
+    tls: Option<&TlsSpec>,
+    ctx: &StepContext<'_>,
+    obs: &mut Observation,
+) -> Result<(), StepError> {
+    let r = ctx.resolver;
+    let run = run_id(ctx)?;
+    let put = op
+        .method
+        .as_deref()
+        .unwrap_or("GET")
+        .eq_ignore_ascii_case("PUT");
+    let key = match &op.key {
+        Some(k) => rend(k, r)?,
+        None if put => default_key(&run),
+        None => {
+            return Err(StepError::new(
+                Reason::Config,
+                "a presigned GET needs a `key`",
+            ))
+        }
+    };
+    let at = s3.at(&key);
+    let expiry = PresigningConfig::expires_in(op.expires_in.map(|d| d.0).unwrap_or(DEFAULT_EXPIRY))
+        .map_err(|e| StepError::new(Reason::Config, format!("presign {at}: {e}")))?;
+    let http = http_client(op, tls, ctx)?;
+    let t = Instant::now();
+    if put {
+        let content_type = op.content_type.as_deref().map(|c| rend(c, r)).transpose()?;
+        let mut payload = match &op.body {
+            Some(b) => Payload::fixed(Bytes::from(rend(b, r)?)),
+            None => Payload::random(
+                op.size.map(|s| s.0).unwrap_or(super::DEFAULT_PAYLOAD_SIZE),
+                rand::random(),
+            ),
+        };
+        let size = payload.size();
+        let body = payload.next_chunk(size as usize).unwrap_or_default();
+        let sha256 = payload.finish();
+        let req = s3
+            .client
+            .put_object()
+            .bucket(&s3.bucket)
+            .key(&key)
+            .set_content_type(content_type)
+            .presigned(expiry.clone())
+            .await
+            .map_err(|e| sdk_error("presign PutObject", &at, &e))?;
+        redact_signature(&req, ctx);
+        obs.add_phase("presign", t.elapsed());
+        let what = format!("presigned PUT {}", shown(req.uri()));
+        delete_later(s3, &http, expiry, ctx, &run, &key);
+        let t = Instant::now();
+        let resp = check_status(send(&http, &req, Some(body), &what).await?, &what).await?;
+        obs.add_phase("upload", t.elapsed());
+        obs.status = Some(resp.status().as_u16());
+        if let Some(e) = resp.headers().get("etag").and_then(|v| v.to_str().ok()) {
+            obs.outputs
+                .insert("etag".into(), e.trim_matches('"').into());
+        }
+        ledger::record(
+            &run,
+            &s3.endpoint,
+            &s3.bucket,
+            &key,
+            ledger::Put {
+                sha256: sha256.clone(),
+                size,
+            },
+        );
+        obs.outputs.insert("size".into(), size.into());
+        obs.outputs.insert("checksum".into(), sha256.into());
+    } else {
+        let expected = expected_checksum(op.checksum.as_deref(), s3, &key, ctx)?;
+        let req = s3
+            .client
+            .get_object()
+            .bucket(&s3.bucket)
+            .key(&key)
+            .presigned(expiry)
+            .await
+            .map_err(|e| sdk_error("presign GetObject", &at, &e))?;
+        redact_signature(&req, ctx);
+        obs.add_phase("presign", t.elapsed());
+        let what = format!("presigned GET {}", shown(req.uri()));
+        let t = Instant::now();
+        let mut resp = check_status(send(&http, &req, None, &what).await?, &what).await?;
+        let first_byte = t.elapsed();
+        obs.add_phase("first_byte", first_byte);
+        obs.status = Some(resp.status().as_u16());
+        if let Some(e) = resp.headers().get("etag").and_then(|v| v.to_str().ok()) {
+            obs.outputs
+                .insert("etag".into(), e.trim_matches('"').into());
+        }
+        let mut digest = Digester::new(MAX_BODY);
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => digest.update(&c),
+                Ok(None) => break,
+                Err(e) => {
+                    let e = e.without_url();
+                    return Err(StepError::new(
+                        classify(&e),
+                        format!("{what}: reading the body: {}", error_chain(&e)),
+                    ));
+                }
+            }
+        }
+        obs.add_phase("body", t.elapsed().saturating_sub(first_byte));
+        let (sha256, size, head, truncated) = digest.finish();
+        verify(&what, &sha256, size, expected)?;
+        obs.body = head;
+        obs.body_truncated = truncated;
+        obs.outputs.insert("size".into(), size.into());
+        obs.outputs.insert("checksum".into(), sha256.into());
+    }
+    obs.outputs.insert("key".into(), json!(key));
+    Ok(())
+}
+
+/// Deletes an object put through a presigned URL with a presigned DELETE over the same path
+/// (the S3 endpoint may only be reachable through the ingress).
+fn delete_later(
+    s3: &S3,
+    http: &reqwest::Client,
+    expiry: PresigningConfig,
+    ctx: &StepContext<'_>,
+    run: &str,
+    key: &str,
+) {
+    let (client, http, bucket, endpoint) = (
+        s3.client.clone(),
+        http.clone(),
+        s3.bucket.clone(),
+        s3.endpoint.clone(),
+    );
+    let (run, key) = (run.to_string(), key.to_string());
+    let redactor = ctx.redactor.clone();
+    ctx.cleanups.register(
+        format!("s3 delete {} (presigned)", s3.at(&key)),
+        move || async move {
+            ledger::forget(&run, &endpoint, &bucket, &key);
+            let req = client
+                .delete_object()
+                .bucket(&bucket)
+                .key(&key)
+                .presigned(expiry)
+                .await
+                .map_err(|e| error_chain(&e))?;
+            if let Ok(url) = url::Url::parse(req.uri()) {
+                if let Some((_, sig)) = url.query_pairs().find(|(k, _)| k == "X-Amz-Signature") {
+                    redactor.add("presigned-url-signature", &sig);
+                }
+            }
+            let what = format!("presigned DELETE {}", shown(req.uri()));
+            let resp = send(&http, &req, None, &what)
+                .await
+                .map_err(|e| e.message)?;
+            match check_status(resp, &what).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.message.contains("NoSuchKey") => Ok(()),
+                Err(e) => Err(e.message),
+            }
+        },
+    );
+}
