@@ -45,6 +45,52 @@ fn ingress_contribution(ing: &Ingress) -> Contribution {
     }
 }
 
+/// Redis for `scenarios/cache-roundtrip.yaml`: the TLS port, the probe's ACL user.
+fn redis_contribution(r: &support::redis::RedisServer) -> Contribution {
+    Contribution {
+        service: "redis",
+        summary: format!(
+            "redis-server (pid {}) on redis://127.0.0.1:{}, TLS rediss://127.0.0.1:{}",
+            r.pid(),
+            r.port,
+            r.tls_port
+        ),
+        vars: vec![
+            ("redis_url".into(), r.tls_url()),
+            ("redis_user".into(), r.acl_user.clone()),
+            ("redis_ca_file".into(), r.ca_file().display().to_string()),
+        ],
+        env: vec![("REDIS_PROBE_PASSWORD".into(), r.acl_password.clone())],
+    }
+}
+
+/// s3s-fs for `scenarios/upload-and-verify.yaml` and `backup-freshness.yaml`, with a fresh
+/// backup seeded under `backups/db/`.
+fn s3_contribution(s3: &support::s3::S3Server) -> Contribution {
+    let backup = vec![0x5au8; 3 << 20];
+    s3.seed(
+        "backups/db/nightly.dump",
+        &backup,
+        std::time::Duration::from_secs(3 * 3600),
+    );
+    Contribution {
+        service: "s3",
+        summary: format!(
+            "s3s-fs (pid {}) on {}, bucket {}",
+            s3.pid(),
+            s3.endpoint(),
+            s3.bucket
+        ),
+        vars: vec![
+            ("s3_endpoint".into(), s3.endpoint()),
+            ("s3_bucket".into(), s3.bucket.clone()),
+            ("s3_backup_bucket".into(), s3.bucket.clone()),
+            ("s3_access_key_id".into(), s3.access_key.clone()),
+        ],
+        env: vec![("S3_SECRET_ACCESS_KEY".into(), s3.secret_key.clone())],
+    }
+}
+
 fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bin = support::flowprobe_bin();
@@ -63,7 +109,13 @@ fn main() -> ExitCode {
 
     // The stack. Each value stops its processes when dropped, at the end of main.
     let ingress = Ingress::start();
-    let contributions = vec![ingress_contribution(&ingress)];
+    let redis = support::redis::RedisServer::start();
+    let s3 = support::s3::S3Server::start();
+    let contributions = vec![
+        ingress_contribution(&ingress),
+        redis_contribution(&redis),
+        s3_contribution(&s3),
+    ];
 
     println!("demo stack on 127.0.0.1:");
     for c in &contributions {
@@ -99,6 +151,12 @@ fn main() -> ExitCode {
         "\nreports: {}\n         {}",
         json.display(),
         junit.display()
+    );
+    // What the probes left behind (only the seeded backup should remain).
+    println!(
+        "left behind: redis keys {:?}, s3 objects {:?}",
+        redis.keys("*"),
+        s3.objects()
     );
     drop(ingress);
     let code = status.code().unwrap_or(1);

@@ -2,6 +2,7 @@
 //! processes stopped by PID, readiness waits, and one module per real server.
 #![allow(dead_code)]
 
+pub mod api_app;
 pub mod backend;
 pub mod idp;
 pub mod nginx;
