@@ -282,6 +282,10 @@ const server = createServer(async (req, res) => {
 server.listen(port, host, () => {
   console.log(`idp listening on ${issuer} kid=${jwks.keys.map((k) => k.kid).join(',')}`);
 });
+// Stopped by PID: exit at once, dropping open keep-alive connections.
 for (const sig of ['SIGTERM', 'SIGINT']) {
-  process.on(sig, () => server.close(() => process.exit(0)));
+  process.on(sig, () => {
+    server.closeAllConnections();
+    process.exit(0);
+  });
 }
