@@ -169,6 +169,13 @@ pub async fn run_scenario_with(
         out.steps.push(o);
     }
     for step in &sc.finally {
+        if let Some(missing) = unmet_step_reference(step, &ctx) {
+            let mut o = skipped(step, true);
+            o.message = Some(format!("needs `{missing}`, which the run did not produce"));
+            tracing::debug!(step = %step.name, needs = %missing, "finally step skipped");
+            out.steps.push(o);
+            continue;
+        }
         let o = run_step(step, &mut ctx, redactor, &shared, None, true).await;
         out.steps.push(o);
     }
@@ -217,6 +224,35 @@ fn prepare(sc: &LoadedScenario, ctx: &mut RunContext, redactor: &Redactor) -> Re
         ctx.vars.insert(k.clone(), value);
     }
     Ok(())
+}
+
+/// The first `steps.X.Y` a `finally` step uses that the run did not produce, because step X
+/// failed or never ran. Such a clean-up has nothing to act on (no token to log out, no key to
+/// delete): it is skipped rather than failed, so it does not read as a `config` failure.
+fn unmet_step_reference(step: &CompiledStep, ctx: &RunContext) -> Option<String> {
+    fn visit(v: &Json, ctx: &RunContext) -> Option<String> {
+        let check = |s: &str| -> Option<String> {
+            if !s.contains("${{") {
+                return None;
+            }
+            let t = crate::template::Template::parse(s).ok()?;
+            let missing = t
+                .exprs()
+                .map(|(e, _)| e)
+                .find(|e| matches!(e, Expr::Step { .. }) && ctx.resolve(e).is_err())
+                .map(|e| e.to_string());
+            missing
+        };
+        match v {
+            Json::String(s) => check(s),
+            Json::Array(a) => a.iter().find_map(|x| visit(x, ctx)),
+            Json::Object(m) => m
+                .iter()
+                .find_map(|(k, x)| check(k).or_else(|| visit(x, ctx))),
+            _ => None,
+        }
+    }
+    visit(&step.kind.spec_json(), ctx)
 }
 
 fn skipped(step: &CompiledStep, cleanup: bool) -> StepOutcome {
@@ -328,10 +364,13 @@ async fn attempt(
         }
     }
 
-    // Captures first, so assertions can compare with this step's own captures.
+    // Captures first, so assertions can compare with this step's own captures. A capture that
+    // finds nothing is reported only when no assertion failed: `status == 200` failing on a 401
+    // says more than "no token in the body".
     let mut values = obs.outputs.clone();
+    let mut capture_error: Option<StepError> = None;
     for cap in &step.captures {
-        match eval_query(&cap.query, &obs) {
+        let why = match eval_query(&cap.query, &obs) {
             Ok(v) if v != crate::assert::Value::Missing => {
                 if cap.secret {
                     if let Some(text) = v.to_capture_string() {
@@ -339,21 +378,18 @@ async fn attempt(
                     }
                 }
                 values.insert(cap.name.clone(), v.to_json());
+                continue;
             }
-            Ok(_) => {
-                error.get_or_insert_with(|| {
-                    StepError::new(
-                        Reason::Assertion,
-                        format!("capture `{}`: {} found nothing", cap.name, cap.query),
-                    )
-                });
+            Ok(_) => format!("capture `{}`: {} found nothing", cap.name, cap.query),
+            Err(e) => format!("capture `{}`: {e}", cap.name),
+        };
+        capture_error.get_or_insert_with(|| {
+            let mut msg = why;
+            if let Some(x) = excerpt(&obs) {
+                msg.push_str(&format!("\n  response: {x}"));
             }
-            Err(e) => {
-                error.get_or_insert_with(|| {
-                    StepError::new(Reason::Assertion, format!("capture `{}`: {e}", cap.name))
-                });
-            }
-        }
+            StepError::new(Reason::Assertion, msg)
+        });
     }
 
     // A resolver that also sees this step's captures.
@@ -389,7 +425,7 @@ async fn attempt(
         assertions.push(outcome);
     }
     Attempt {
-        error,
+        error: error.or(capture_error),
         obs: Some(obs),
         assertions,
         values,

@@ -112,7 +112,7 @@ fn exit_0_when_all_pass_with_a_line_per_step() {
     let out = text(&o.stdout);
     assert!(out.starts_with("PASS pass  "), "{out}");
     assert!(out.contains("\n  ✓ home      "), "{out}");
-    assert!(out.contains("\n1 runs: 1 passed, 0 failed in "), "{out}");
+    assert!(out.contains("\n1 run: 1 passed, 0 failed in "), "{out}");
     assert!(!out.contains('\x1b'), "colour on a pipe: {out:?}");
     assert!(o.stderr.is_empty(), "{}", show(&o));
     assert_eq!(s.ing.app_a.hits("/health"), 1);
@@ -154,7 +154,7 @@ fn exit_1_when_a_step_fails_with_reason_and_message() {
     );
     assert!(line("  - never ").ends_with("skipped"), "{out}");
     assert!(line("  ✓ cleanup ").ends_with("(finally)"), "{out}");
-    assert!(out.contains("\n1 runs: 0 passed, 1 failed in "), "{out}");
+    assert!(out.contains("\n1 run: 0 passed, 1 failed in "), "{out}");
     assert_eq!(s.ing.app_a.hits("/text"), 0);
     assert_eq!(s.ing.app_a.hits("/echo"), 1);
 }
@@ -308,7 +308,7 @@ steps:
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert_eq!(s.ing.app_a.hits("/status/500"), 1);
     assert!(
-        text(&o.stdout).contains("1 runs: 0 passed, 1 failed"),
+        text(&o.stdout).contains("1 run: 0 passed, 1 failed"),
         "{}",
         show(&o)
     );

@@ -243,11 +243,36 @@ steps:
     let step = failed_step(&o);
     assert_eq!(step.name, "login");
     assert_eq!(step.reason, Some(Reason::Assertion));
-    assert_eq!(
-        step.message.as_deref(),
-        Some(r#"capture `token`: jsonpath "$.token" found nothing"#)
+    let msg = step.message.as_deref().unwrap_or("");
+    assert!(
+        msg.starts_with("capture `token`: jsonpath \"$.token\" found nothing\n  response: {"),
+        "{msg}"
     );
     assert_eq!(o.steps[1].status, StepStatus::Skipped);
+
+    // When an assertion fails too, it is the assertion that explains the failure.
+    let o = run(
+        &ing,
+        r#"
+name: login-refused
+steps:
+  - name: login
+    http:
+      method: POST
+      url: ${{ vars.shop }}/login
+      body: {json: {username: alice, password: wrong}}
+      resolve: {shop.test: 127.0.0.1}
+      tls: {ca_file: "${{ vars.ca }}"}
+    capture:
+      token: jsonpath "$.token"
+    assert: ["status == 200"]
+"#,
+    )
+    .await;
+    let step = failed_step(&o);
+    assert_eq!(step.reason, Some(Reason::HttpStatus), "{}", describe(&o));
+    let msg = step.message.as_deref().unwrap_or("");
+    assert!(msg.contains("`status == 200`\n  actual:   401\n"), "{msg}");
 }
 
 #[tokio::test]

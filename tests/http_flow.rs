@@ -264,10 +264,13 @@ steps:
     assert: ["status == 200"]
   - name: never
     http: {url: "${{ vars.shop }}/whoami"}
+    capture: {who: jsonpath "$.backend"}
 finally:
   - name: cleanup
     http: {url: "${{ vars.shop }}/echo", method: DELETE}
     assert: ['jsonpath "$.method" == "DELETE"']
+  - name: undo-never
+    http: {url: "${{ vars.shop }}/echo?who=${{ steps.never.who }}", method: DELETE}
 "#,
     )
     .await;
@@ -284,9 +287,16 @@ finally:
             ("broken", StepStatus::Failed),
             ("never", StepStatus::Skipped),
             ("cleanup", StepStatus::Passed),
+            ("undo-never", StepStatus::Skipped),
         ]
     );
     assert!(o.steps[3].cleanup);
+    // A clean-up of what a step that never ran would have made has nothing to do.
+    assert_eq!(
+        o.steps[4].message.as_deref(),
+        Some("needs `steps.never.who`, which the run did not produce")
+    );
+    assert_eq!(o.steps[4].reason, None);
     assert_eq!(o.reason, Some(Reason::HttpStatus));
     assert_eq!(ing.app_a.hits("/whoami"), 0);
     assert_eq!(ing.app_a.hits("/echo"), 1);
@@ -320,10 +330,7 @@ steps:
         describe(&o)
     );
     let summary = flowprobe::report::terminal::render_summary(std::slice::from_ref(&o), false);
-    assert!(
-        summary.contains("1 steps passed after a retry"),
-        "{summary}"
-    );
+    assert!(summary.contains("1 step passed after a retry"), "{summary}");
 
     let o = run(
         &ing,

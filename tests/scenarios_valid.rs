@@ -82,8 +82,31 @@ fn ingress_smoke_passes_against_the_local_stack() {
     assert_eq!(ing.app_a.live_tokens(), 0);
     assert_eq!(ing.app_b.hits("/health"), 0);
 
-    // The wrong password fails at login, with the API never called.
+    // The wrong password fails at login, with the API never called; the logout in `finally`
+    // has no token to revoke and is skipped.
     let o = flowprobe(&args, &[("SHOP_PROBE_PASSWORD", "wrong")]);
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
     assert_eq!(ing.app_a.hits("/api/items/42"), 1);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} line:\n{stdout}"))
+            .to_string()
+    };
+    assert!(
+        line("✗ login").contains("http_status assertion failed at "),
+        "{stdout}"
+    );
+    assert!(line("- item").contains("skipped"), "{stdout}");
+    assert!(
+        line("- logout").ends_with("needs `steps.login.token`, which the run did not produce"),
+        "{stdout}"
+    );
+    assert_eq!(
+        ing.app_a.hits("/logout"),
+        1,
+        "only the first run logged out"
+    );
 }

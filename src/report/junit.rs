@@ -80,7 +80,12 @@ pub fn render(outcomes: &[ScenarioOutcome]) -> String {
             );
             match s.status {
                 StepStatus::Passed => x.push_str("/>\n"),
-                StepStatus::Skipped => x.push_str("><skipped/></testcase>\n"),
+                StepStatus::Skipped => match &s.message {
+                    Some(m) => {
+                        let _ = writeln!(x, "><skipped message=\"{}\"/></testcase>", esc(m));
+                    }
+                    None => x.push_str("><skipped/></testcase>\n"),
+                },
                 StepStatus::Failed => {
                     let reason = s.reason.map(|r| r.as_str()).unwrap_or("internal");
                     let msg = s.message.as_deref().unwrap_or("");

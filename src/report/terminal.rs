@@ -79,6 +79,9 @@ pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) ->
             dur,
             p.dim(&extra)
         );
+        if let (StepStatus::Skipped, Some(why)) = (st.status, &st.message) {
+            let _ = write!(s, "  {}", p.dim(why));
+        }
         if let (StepStatus::Failed, Some(reason)) = (st.status, st.reason) {
             let msg = st.message.as_deref().unwrap_or("");
             let mut lines = msg.lines();
@@ -108,13 +111,16 @@ pub fn render_summary(outcomes: &[ScenarioOutcome], color: bool) -> String {
     let sum = Summary::of(outcomes);
     let total: std::time::Duration = outcomes.iter().map(|o| o.duration).sum();
     let mut s = format!(
-        "\n{} runs: {} passed, {} failed",
+        "\n{} run{}: {} passed, {} failed",
         sum.runs,
+        if sum.runs == 1 { "" } else { "s" },
         if sum.passed > 0 { p.green(&sum.passed.to_string()) } else { "0".into() },
         if sum.failed > 0 { p.red(&sum.failed.to_string()) } else { "0".into() },
     );
     if sum.retried_steps > 0 {
-        let _ = write!(s, " ({} steps passed after a retry)", sum.retried_steps);
+        let n = sum.retried_steps;
+        let steps = if n == 1 { "step" } else { "steps" };
+        let _ = write!(s, " ({n} {steps} passed after a retry)");
     }
     let _ = writeln!(s, " in {}", format_duration(total));
     s

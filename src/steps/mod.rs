@@ -130,6 +130,17 @@ impl StepKind {
         }
     }
 
+    /// The step's settings as JSON, to find the `${{ }}` templates it uses.
+    pub fn spec_json(&self) -> serde_json::Value {
+        let v = match self {
+            StepKind::Http(s) => serde_json::to_value(s),
+            StepKind::Oidc(s) => serde_json::to_value(s),
+            StepKind::S3(s) => serde_json::to_value(s),
+            StepKind::Redis(s) => serde_json::to_value(s),
+        };
+        v.unwrap_or(serde_json::Value::Null)
+    }
+
     /// True when a failed assertion on `status` should be reported as `http_status`, and a
     /// step without any status assertion fails on a 4xx/5xx answer.
     pub fn has_http_status(&self) -> bool {
