@@ -91,6 +91,23 @@ fn s3_contribution(s3: &support::s3::S3Server) -> Contribution {
     }
 }
 
+/// The IdP, the API app and its nginx, as `scenarios/login-flow.yaml` reads them.
+fn login_contribution(l: &support::api_app::LoginStack) -> Contribution {
+    Contribution {
+        service: "login",
+        summary: format!(
+            "oidc-provider (pid {}) at {}; {} -> api app :{} via nginx https://127.0.0.1:{}",
+            l.idp.pid().unwrap_or(0),
+            l.idp.issuer(),
+            support::api_app::APP_HOST,
+            l.app.port,
+            l.nginx.port
+        ),
+        vars: l.vars(),
+        env: l.env(),
+    }
+}
+
 fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bin = support::flowprobe_bin();
@@ -111,10 +128,12 @@ fn main() -> ExitCode {
     let ingress = Ingress::start();
     let redis = support::redis::RedisServer::start();
     let s3 = support::s3::S3Server::start();
+    let login = support::api_app::LoginStack::start(&ingress.ca);
     let contributions = vec![
         ingress_contribution(&ingress),
         redis_contribution(&redis),
         s3_contribution(&s3),
+        login_contribution(&login),
     ];
 
     println!("demo stack on 127.0.0.1:");
@@ -161,6 +180,7 @@ fn main() -> ExitCode {
         redis.keys("*"),
         s3.objects()
     );
+    drop(login);
     drop(ingress);
     let code = status.code().unwrap_or(1);
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -215,9 +215,10 @@ impl Idp {
     /// The `--var` pairs of `scenarios/login-flow.yaml` for this provider.
     pub fn vars(&self) -> Vec<(String, String)> {
         vec![
-            ("issuer".into(), self.issuer()),
-            ("client_id".into(), CLIENT_ID.into()),
-            ("redirect_uri".into(), REDIRECT_URI.into()),
+            ("oidc_issuer".into(), self.issuer()),
+            ("oidc_client_id".into(), CLIENT_ID.into()),
+            ("oidc_redirect_uri".into(), REDIRECT_URI.into()),
+            ("oidc_username".into(), USER.into()),
             ("api_resource".into(), API_RESOURCE.into()),
         ]
     }
