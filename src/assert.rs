@@ -284,7 +284,9 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
             i += len;
         } else {
             let start = i;
-            while i < bytes.len() && !bytes[i].is_ascii_whitespace() && !b"\"=!<>".contains(&bytes[i])
+            while i < bytes.len()
+                && !bytes[i].is_ascii_whitespace()
+                && !b"\"=!<>".contains(&bytes[i])
             {
                 i += 1;
             }
@@ -349,7 +351,10 @@ impl Cursor<'_> {
         let at = self.offset();
         match self.next() {
             Some((Tok::Str(s), o)) => Ok((s.clone(), *o)),
-            _ => Err(perr(at, format!("expected a quoted {what} after the query"))),
+            _ => Err(perr(
+                at,
+                format!("expected a quoted {what} after the query"),
+            )),
         }
     }
 }
@@ -358,7 +363,12 @@ fn parse_query(c: &mut Cursor) -> Result<Query, ParseError> {
     let at = c.offset();
     let word = match c.next() {
         Some((Tok::Word(w), _)) => w.clone(),
-        _ => return Err(perr(at, "expected a query (status, header, body, jsonpath, ...)")),
+        _ => {
+            return Err(perr(
+                at,
+                "expected a query (status, header, body, jsonpath, ...)",
+            ))
+        }
     };
     Ok(match word.as_str() {
         "status" => Query::Status,
@@ -393,11 +403,15 @@ fn parse_query(c: &mut Cursor) -> Result<Query, ParseError> {
         "reply" => {
             let at2 = c.offset();
             match c.next() {
-                Some((Tok::Word(w), _)) => Query::Reply(
-                    w.parse()
-                        .map_err(|_| perr(at2, "expected a command index after `reply`, e.g. reply 1"))?,
-                ),
-                _ => return Err(perr(at2, "expected a command index after `reply`, e.g. reply 1")),
+                Some((Tok::Word(w), _)) => Query::Reply(w.parse().map_err(|_| {
+                    perr(at2, "expected a command index after `reply`, e.g. reply 1")
+                })?),
+                _ => {
+                    return Err(perr(
+                        at2,
+                        "expected a command index after `reply`, e.g. reply 1",
+                    ))
+                }
             }
         }
         other => match OUTPUT_QUERIES.iter().find(|q| **q == other) {
@@ -447,7 +461,10 @@ fn parse_cmp(c: &mut Cursor, after: &str) -> Result<Cmp, ParseError> {
     let at = c.offset();
     match c.next() {
         Some((Tok::Op(op), _)) => Ok(*op),
-        _ => Err(perr(at, format!("expected == != < <= > >= after `{after}`"))),
+        _ => Err(perr(
+            at,
+            format!("expected == != < <= > >= after `{after}`"),
+        )),
     }
 }
 
@@ -461,7 +478,10 @@ pub fn parse_capture(src: &str) -> Result<Query, ParseError> {
     };
     let q = parse_query(&mut c)?;
     if let Some((_, o)) = c.peek() {
-        return Err(perr(*o, "unexpected text after the query: a capture is only a query"));
+        return Err(perr(
+            *o,
+            "unexpected text after the query: a capture is only a query",
+        ));
     }
     Ok(q)
 }
@@ -652,7 +672,9 @@ pub fn eval_query(q: &Query, obs: &Observation) -> Result<Value, String> {
             .unwrap_or(Value::Missing),
         Query::Phase(p) => obs.phase(p).map(Value::Dur).unwrap_or(Value::Missing),
         Query::TokenExpiresIn => match obs.output(&["expires_in".to_string()]) {
-            Some(Json::Number(n)) => Value::Dur(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0).max(0.0))),
+            Some(Json::Number(n)) => {
+                Value::Dur(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0).max(0.0)))
+            }
             _ => Value::Missing,
         },
         Query::Output(name) => {
@@ -719,9 +741,11 @@ fn compare(actual: &Value, cmp: Cmp, expected: &Expected) -> Result<bool, String
             },
             (Json::String(x), Json::String(y)) => Some(x.cmp(y)),
             (x, Json::String(y)) => Some(as_text(x).cmp(y)),
-            (x, y) if matches!(cmp, Cmp::Eq | Cmp::Ne) => {
-                Some(if x == y { Ordering::Equal } else { Ordering::Less })
-            }
+            (x, y) if matches!(cmp, Cmp::Eq | Cmp::Ne) => Some(if x == y {
+                Ordering::Equal
+            } else {
+                Ordering::Less
+            }),
             _ => None,
         },
     };
@@ -776,7 +800,11 @@ impl Assertion {
                 self.predicate
             )
         } else {
-            format!("{}{}", if self.negated { "not " } else { "" }, self.predicate)
+            format!(
+                "{}{}",
+                if self.negated { "not " } else { "" },
+                self.predicate
+            )
         };
         let (actual, expected) = match (actual, expected) {
             (Ok(a), Ok(e)) => (a, e),
@@ -795,7 +823,9 @@ impl Assertion {
         };
         let actual_text = match (&result, &self.predicate) {
             (Err(e), _) => format!("{actual} ({e})"),
-            (Ok(_), Predicate::Count(_)) => format!("{} (count of {actual})", element_count(&actual)),
+            (Ok(_), Predicate::Count(_)) => {
+                format!("{} (count of {actual})", element_count(&actual))
+            }
             _ => actual.to_string(),
         };
         Check {
@@ -954,7 +984,10 @@ mod tests {
 
     #[test]
     fn captures_are_bare_queries() {
-        assert!(matches!(parse_capture(r#"jsonpath "$.id""#), Ok(Query::JsonPath(..))));
+        assert!(matches!(
+            parse_capture(r#"jsonpath "$.id""#),
+            Ok(Query::JsonPath(..))
+        ));
         assert!(parse_capture("status == 200").is_err());
     }
 }

@@ -25,7 +25,11 @@ pub mod exit {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "flowprobe", version, about = "Synthetic end-to-end user-flow prober")]
+#[command(
+    name = "flowprobe",
+    version,
+    about = "Synthetic end-to-end user-flow prober"
+)]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -113,7 +117,11 @@ fn parse_report(s: &str) -> Result<(ReportFormat, PathBuf), String> {
     let format = match f.as_str() {
         "json" => ReportFormat::Json,
         "junit" => ReportFormat::Junit,
-        other => return Err(format!("unknown report format `{other}`: expected json or junit")),
+        other => {
+            return Err(format!(
+                "unknown report format `{other}`: expected json or junit"
+            ))
+        }
     };
     Ok((format, PathBuf::from(path)))
 }
@@ -203,7 +211,10 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
         args.iterations,
         args.fail_fast,
         |o| {
-            print!("{}", report::terminal::render_outcome(o, color, args.iterations > 1));
+            print!(
+                "{}",
+                report::terminal::render_outcome(o, color, args.iterations > 1)
+            );
             let _ = std::io::stdout().flush();
         },
     )

@@ -185,7 +185,10 @@ pub async fn run_scenario_with(
         let error = match result {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => e,
-            Err(_) => format!("no result within {}", crate::units::format_duration(CLEANUP_TIMEOUT)),
+            Err(_) => format!(
+                "no result within {}",
+                crate::units::format_duration(CLEANUP_TIMEOUT)
+            ),
         };
         let msg = redactor.redact(&format!("{}: {error}", cleanup.description));
         tracing::warn!(scenario = %out.scenario, message = %msg, "clean-up failed");
@@ -320,7 +323,10 @@ async fn attempt(
             return Attempt {
                 error: Some(StepError::new(
                     Reason::Timeout,
-                    format!("no result within {} ({why})", crate::units::format_duration(budget)),
+                    format!(
+                        "no result within {} ({why})",
+                        crate::units::format_duration(budget)
+                    ),
                 )),
                 obs: None,
                 assertions: Vec::new(),
@@ -356,7 +362,8 @@ async fn attempt(
         .any(|(a, _)| matches!(a.query, Query::Status));
     if step.kind.has_http_status() && !has_status_assertion {
         if let Some(code) = obs.status.filter(|s| *s >= 400) {
-            let mut msg = format!("HTTP {code} (a step without a `status` assertion expects < 400)");
+            let mut msg =
+                format!("HTTP {code} (a step without a `status` assertion expects < 400)");
             if let Some(x) = excerpt(&obs) {
                 msg.push_str(&format!("\n  response: {x}"));
             }
@@ -446,7 +453,9 @@ impl Resolve for OwnStep<'_> {
                 let v = path
                     .first()
                     .and_then(|p| self.values.get(p))
-                    .ok_or_else(|| RenderError(format!("`steps.{step}.{}` has no value", path.join("."))))?;
+                    .ok_or_else(|| {
+                        RenderError(format!("`steps.{step}.{}` has no value", path.join(".")))
+                    })?;
                 return Ok(match v {
                     Json::String(s) => s.clone(),
                     other => other.to_string(),
@@ -484,7 +493,10 @@ async fn run_step(
                     (step.timeout, false)
                 }
             }
-            None => (step.timeout.max(FINALLY_MIN_BUDGET.min(step.timeout)), false),
+            None => (
+                step.timeout.max(FINALLY_MIN_BUDGET.min(step.timeout)),
+                false,
+            ),
         };
         let a = attempt(step, ctx, redactor, shared, budget, by_deadline).await;
         let retry_possible = n < max_attempts

@@ -43,8 +43,16 @@ pub fn render(outcomes: &[ScenarioOutcome]) -> String {
         } else {
             o.scenario.clone()
         };
-        let fails = o.steps.iter().filter(|s| s.status == StepStatus::Failed).count();
-        let skips = o.steps.iter().filter(|s| s.status == StepStatus::Skipped).count();
+        let fails = o
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Failed)
+            .count();
+        let skips = o
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Skipped)
+            .count();
         let ts = humantime::format_rfc3339_seconds(o.started_at);
         let _ = writeln!(
             x,

@@ -42,7 +42,11 @@ impl Paint {
 pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) -> String {
     let p = Paint(color);
     let mut s = String::new();
-    let mark = if o.success { p.green("PASS") } else { p.red("FAIL") };
+    let mark = if o.success {
+        p.green("PASS")
+    } else {
+        p.red("FAIL")
+    };
     let iter = if show_iteration {
         format!(" #{}", o.iteration)
     } else {
@@ -58,7 +62,13 @@ pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) ->
     if let Some(m) = &o.message {
         let _ = writeln!(s, "  {} {m}", p.red("!"));
     }
-    let width = o.steps.iter().map(|st| st.name.len()).max().unwrap_or(0).max(8);
+    let width = o
+        .steps
+        .iter()
+        .map(|st| st.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     for st in &o.steps {
         let (mark, dur) = match st.status {
             StepStatus::Passed => (p.green("✓"), format_duration(st.duration)),
@@ -87,7 +97,10 @@ pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) ->
             let mut lines = msg.lines();
             let first = lines.next().unwrap_or("");
             let red = p.red(reason.as_str());
-            match first.strip_prefix(reason.as_str()).filter(|r| r.starts_with(' ')) {
+            match first
+                .strip_prefix(reason.as_str())
+                .filter(|r| r.starts_with(' '))
+            {
                 // "assertion failed at ..." already names the reason: no "assertion assertion".
                 Some(rest) => {
                     let _ = write!(s, "  {red}{rest}");
@@ -114,8 +127,16 @@ pub fn render_summary(outcomes: &[ScenarioOutcome], color: bool) -> String {
         "\n{} run{}: {} passed, {} failed",
         sum.runs,
         if sum.runs == 1 { "" } else { "s" },
-        if sum.passed > 0 { p.green(&sum.passed.to_string()) } else { "0".into() },
-        if sum.failed > 0 { p.red(&sum.failed.to_string()) } else { "0".into() },
+        if sum.passed > 0 {
+            p.green(&sum.passed.to_string())
+        } else {
+            "0".into()
+        },
+        if sum.failed > 0 {
+            p.red(&sum.failed.to_string())
+        } else {
+            "0".into()
+        },
     );
     if sum.retried_steps > 0 {
         let n = sum.retried_steps;

@@ -25,8 +25,8 @@ pub const DEFAULT_SCENARIO_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_LABELS: usize = 8;
 /// Label names flowprobe itself uses.
 const RESERVED_LABELS: &[&str] = &[
-    "scenario", "step", "kind", "reason", "outcome", "phase", "quantile", "le", "version",
-    "job", "instance",
+    "scenario", "step", "kind", "reason", "outcome", "phase", "quantile", "le", "version", "job",
+    "instance",
 ];
 
 /// What the loader needs besides the files.
@@ -88,7 +88,13 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
     for p in paths {
         if p.is_dir() {
             collect_dir(p, &mut out).map_err(|e| {
-                Diagnostic::new(&p.display().to_string(), "", 0, 0, format!("cannot read directory: {e}"))
+                Diagnostic::new(
+                    &p.display().to_string(),
+                    "",
+                    0,
+                    0,
+                    format!("cannot read directory: {e}"),
+                )
             })?;
         } else if p.exists() {
             out.push(p.clone());
@@ -152,7 +158,13 @@ pub fn load_paths(
         let src = match std::fs::read_to_string(&file) {
             Ok(s) => s,
             Err(e) => {
-                errors.push(Diagnostic::new(&display, "", 0, 0, format!("cannot read file: {e}")));
+                errors.push(Diagnostic::new(
+                    &display,
+                    "",
+                    0,
+                    0,
+                    format!("cannot read file: {e}"),
+                ));
                 continue;
             }
         };
@@ -191,9 +203,8 @@ static LOCATION_MARK: OnceLock<Regex> = OnceLock::new();
 
 /// Turns a serde_yaml error into a diagnostic with its location and a "did you mean".
 fn yaml_error(file: &str, src: &str, e: &serde_yaml::Error) -> Diagnostic {
-    let re = LOCATION_MARK.get_or_init(|| {
-        Regex::new(r" at line (\d+) column (\d+)").expect("static regex is valid")
-    });
+    let re = LOCATION_MARK
+        .get_or_init(|| Regex::new(r" at line (\d+) column (\d+)").expect("static regex is valid"));
     let text = e.to_string();
     // The location is shown as file:line:column; the text need not repeat it.
     let message = re.replace_all(&text, "").to_string();
@@ -205,7 +216,10 @@ fn yaml_error(file: &str, src: &str, e: &serde_yaml::Error) -> Diagnostic {
     // "while scanning a quoted scalar at line 4 column 17".
     if line > src.lines().count() {
         let context = re.captures_iter(&text).last().and_then(|c| {
-            Some((c.get(1)?.as_str().parse().ok()?, c.get(2)?.as_str().parse().ok()?))
+            Some((
+                c.get(1)?.as_str().parse().ok()?,
+                c.get(2)?.as_str().parse().ok()?,
+            ))
         });
         if let Some((l, c)) = context.filter(|(l, _)| *l <= src.lines().count()) {
             (line, column) = (l, c);
@@ -235,9 +249,8 @@ impl Checker<'_> {
     fn at(&mut self, path: &str, offset: usize, message: impl Into<String>, hint: Option<String>) {
         let pos = self.idx.nearest(path);
         let col = pos.column_at(offset);
-        self.errors.push(
-            Diagnostic::new(self.file, self.src, pos.line, col, message).with_hint(hint),
-        );
+        self.errors
+            .push(Diagnostic::new(self.file, self.src, pos.line, col, message).with_hint(hint));
     }
 
     /// An error at the key of the entry at `path` (for names of things).
@@ -327,7 +340,10 @@ fn check_template(c: &mut Checker, path: &str, text: &str, scope: &Scope) {
                         let hint = closest(step, scope.steps.iter().map(|(s, _)| s.as_str()))
                             .map(|s| format!("did you mean `steps.{s}`?"))
                             .or_else(|| {
-                                Some("a step can only use captures of steps that run before it".into())
+                                Some(
+                                    "a step can only use captures of steps that run before it"
+                                        .into(),
+                                )
                             });
                         c.at(path, offset, format!("unknown step `{step}`"), hint);
                     }
@@ -442,18 +458,33 @@ pub fn load_source(
     }
     if let Some(s) = &scenario.schedule {
         if s.interval.0.is_zero() {
-            c.at("schedule.interval", 0, "interval must be greater than 0", None);
+            c.at(
+                "schedule.interval",
+                0,
+                "interval must be greater than 0",
+                None,
+            );
         }
         if let Some(j) = s.jitter {
             if j.0 >= s.interval.0 {
-                c.at("schedule.jitter", 0, "jitter must be shorter than the interval", None);
+                c.at(
+                    "schedule.jitter",
+                    0,
+                    "jitter must be shorter than the interval",
+                    None,
+                );
             }
         }
     }
     if let Some(slo) = &scenario.slo {
         if let Some(l) = &slo.latency {
             if l.threshold.0.is_zero() {
-                c.at("slo.latency.threshold", 0, "threshold must be greater than 0", None);
+                c.at(
+                    "slo.latency.threshold",
+                    0,
+                    "threshold must be greater than 0",
+                    None,
+                );
             }
         }
     }
@@ -463,7 +494,12 @@ pub fn load_source(
     for (name, source) in &scenario.secrets {
         let path = format!("secrets.{name}");
         if source.env.is_some() == source.file.is_some() {
-            c.at(&path, 0, format!("secret `{name}`: give exactly one of `env` or `file`"), None);
+            c.at(
+                &path,
+                0,
+                format!("secret `{name}`: give exactly one of `env` or `file`"),
+                None,
+            );
         } else if opts.check_secrets {
             if let Err(e) = read_secret(name, source) {
                 let field = if source.env.is_some() { "env" } else { "file" };
@@ -477,7 +513,11 @@ pub fn load_source(
     let mut vars: Vec<(String, String)> = Vec::new();
     for (k, v) in &scenario.vars {
         if !is_name(k) {
-            c.at_key(&format!("vars.{k}"), format!("invalid var name `{k}`"), None);
+            c.at_key(
+                &format!("vars.{k}"),
+                format!("invalid var name `{k}`"),
+                None,
+            );
         }
         let value = opts.vars.get(k).cloned().unwrap_or_else(|| v.clone());
         if !opts.vars.contains_key(k) {
@@ -599,7 +639,12 @@ fn compile_step(
             Some("use letters, digits, `_` and `-` (it is used in `steps.NAME` references)".into()),
         );
     } else if !names_seen.insert(step.name.clone()) {
-        c.at(&name_path, 0, format!("duplicate step name `{}`", step.name), None);
+        c.at(
+            &name_path,
+            0,
+            format!("duplicate step name `{}`", step.name),
+            None,
+        );
     }
 
     // Exactly one kind key; each kind's own checks and template references.
@@ -637,10 +682,19 @@ fn compile_step(
             format!(
                 "step `{}` has several kinds: {}",
                 step.name,
-                kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                kinds
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
-        c.at(path, 0, msg, Some(format!("give exactly one of: {}", KINDS.join(", "))));
+        c.at(
+            path,
+            0,
+            msg,
+            Some(format!("give exactly one of: {}", KINDS.join(", "))),
+        );
         return None;
     }
     let kind = kinds.remove(0);
@@ -709,10 +763,20 @@ fn compile_step(
     let retry = step.retry.clone().or_else(|| defaults.retry.clone());
     if let Some(r) = &retry {
         if r.attempts == 0 {
-            c.at(&format!("{path}.retry.attempts"), 0, "attempts must be at least 1", None);
+            c.at(
+                &format!("{path}.retry.attempts"),
+                0,
+                "attempts must be at least 1",
+                None,
+            );
         }
         if !(r.backoff >= 1.0 && r.backoff.is_finite()) {
-            c.at(&format!("{path}.retry.backoff"), 0, "backoff must be 1 or more", None);
+            c.at(
+                &format!("{path}.retry.backoff"),
+                0,
+                "backoff must be 1 or more",
+                None,
+            );
         }
     }
     let line = c.idx.nearest(path).line;
@@ -758,7 +822,11 @@ fn check_query_supported(c: &mut Checker, path: &str, q: &Query, kind: &StepKind
             path,
             0,
             format!("a {} step has no `{kw}` query", kind.name()),
-            Some(format!("{} steps answer: {}", kind.name(), kind.queries().join(", "))),
+            Some(format!(
+                "{} steps answer: {}",
+                kind.name(),
+                kind.queries().join(", ")
+            )),
         );
     }
 }

@@ -257,9 +257,11 @@ impl HttpSpec {
 }
 
 fn parse_resolve_addr(addr: &str, default_port: u16) -> Option<SocketAddr> {
-    addr.parse::<SocketAddr>()
-        .ok()
-        .or_else(|| addr.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, default_port)))
+    addr.parse::<SocketAddr>().ok().or_else(|| {
+        addr.parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, default_port))
+    })
 }
 
 fn render_json(v: &serde_json::Value, r: &dyn Resolve) -> Result<serde_json::Value, StepError> {
@@ -333,7 +335,10 @@ fn build_client(
             pem.push(b'\n');
             pem.extend(read_file(&rend(key, r)?, "client key")?);
             let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                StepError::new(Reason::Config, format!("client certificate/key invalid: {e}"))
+                StepError::new(
+                    Reason::Config,
+                    format!("client certificate/key invalid: {e}"),
+                )
             })?;
             b = b.identity(id);
         }
@@ -413,16 +418,18 @@ fn cert_not_after(resp: &reqwest::Response) -> Option<SystemTime> {
 }
 
 /// Sends the request and reads the answer.
-pub async fn execute(spec: &HttpSpec, ctx: &StepContext<'_>) -> Result<super::Observation, StepError> {
+pub async fn execute(
+    spec: &HttpSpec,
+    ctx: &StepContext<'_>,
+) -> Result<super::Observation, StepError> {
     let r = ctx.resolver;
     let raw_url = spec
         .url
         .as_deref()
         .ok_or_else(|| StepError::new(Reason::Config, "http step has no url"))?;
     let url_s = rend(raw_url, r)?;
-    let mut url = reqwest::Url::parse(&url_s).map_err(|e| {
-        StepError::new(Reason::Config, format!("invalid url `{url_s}`: {e}"))
-    })?;
+    let mut url = reqwest::Url::parse(&url_s)
+        .map_err(|e| StepError::new(Reason::Config, format!("invalid url `{url_s}`: {e}")))?;
     // The URL for messages: redacted as rendered, before percent-encoding could hide a secret
     // from the redactor (`/p/a b` becomes `/p/a%20b`; query pairs are form-encoded, which the
     // redactor knows).
@@ -486,18 +493,20 @@ pub async fn execute(spec: &HttpSpec, ctx: &StepContext<'_>) -> Result<super::Ob
     let mut obs = super::Observation::default();
     obs.status = Some(resp.status().as_u16());
     obs.headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     obs.cert_not_after = cert_not_after(&resp);
-    obs.outputs.insert("status".into(), resp.status().as_u16().into());
-    obs.outputs.insert("url".into(), resp.url().to_string().into());
+    obs.outputs
+        .insert("status".into(), resp.status().as_u16().into());
+    obs.outputs
+        .insert("url".into(), resp.url().to_string().into());
     obs.add_phase("first_byte", first_byte);
     let cap = spec.max_body.map(|s| s.0).unwrap_or(DEFAULT_MAX_BODY) as usize;
     loop {
@@ -517,7 +526,7 @@ pub async fn execute(spec: &HttpSpec, ctx: &StepContext<'_>) -> Result<super::Ob
                 return Err(StepError::new(
                     classify(&e),
                     format!("reading the body of {shown}: {}", error_chain(&e)),
-                ))
+                ));
             }
         }
     }
