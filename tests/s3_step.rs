@@ -591,3 +591,89 @@ steps:
     assert!(o.cleanup_errors.is_empty(), "{:?}", o.cleanup_errors);
     assert!(f.s3.objects().is_empty(), "{:?}", f.s3.objects());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_short_by_the_timeout_is_aborted_and_removed() {
+    let f = Fixture::start();
+    let sc = f.load(
+        &format!(
+            "name: s3-cut{SECRETS}
+steps:
+  - name: upload
+    timeout: 1500ms
+    s3: {{@CONN@, put: {{size: 512MiB, part_size: 5MiB}}}}
+"
+        ),
+        &[],
+    );
+    let run = tokio::spawn(async move { run_scenario(&sc, 1).await });
+    // Watch the server's part files while the upload runs.
+    let mut most_parts = 0;
+    while !run.is_finished() {
+        most_parts = most_parts.max(f.s3.pending_parts().len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let o = run.await.unwrap();
+    assert_eq!(o.reason, Some(Reason::Timeout), "{}", describe(&o));
+    assert!(most_parts > 0, "no part was uploaded before the timeout");
+    assert!(o.cleanup_errors.is_empty(), "{:?}", o.cleanup_errors);
+    assert!(f.s3.objects().is_empty(), "{:?}", f.s3.objects());
+    assert!(
+        f.s3.pending_parts().is_empty(),
+        "parts of the aborted upload: {:?}",
+        f.s3.pending_parts()
+    );
+}
+
+#[test]
+fn credentials_come_from_the_default_provider_chain_without_secrets_in_the_scenario() {
+    let f = Fixture::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chain.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: s3-chain
+steps:
+  - name: upload
+    s3: {{endpoint: '{}', bucket: '{}', put: {{size: 4KiB}}}}
+  - name: download
+    s3: {{endpoint: '{}', bucket: '{}', get: {{key: '${{{{ steps.upload.key }}}}'}}}}
+",
+            f.s3.endpoint(),
+            f.s3.bucket,
+            f.s3.endpoint(),
+            f.s3.bucket
+        ),
+    )
+    .unwrap();
+    let run = |secret: &str| {
+        let out = Command::new(support::flowprobe_bin())
+            .args(["run", "--no-color"])
+            .arg(&file)
+            .env("AWS_ACCESS_KEY_ID", &f.s3.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_REGION", "eu-central-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", dir.path().join("none"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = run(&f.s3.secret_key);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run("wrong-env-secret-55");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("auth") && text.contains("SignatureDoesNotMatch"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-env-secret-55"), "{text}");
+    assert!(f.s3.objects().is_empty(), "{:?}", f.s3.objects());
+}
