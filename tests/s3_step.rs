@@ -600,7 +600,7 @@ async fn an_upload_cut_short_by_the_timeout_is_aborted_and_removed() {
             "name: s3-cut{SECRETS}
 steps:
   - name: upload
-    timeout: 1500ms
+    timeout: 3s
     s3: {{@CONN@, put: {{size: 512MiB, part_size: 5MiB}}}}
 "
         ),
