@@ -259,7 +259,12 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
                     '\\' => match chars.next() {
                         Some((_, 'n')) => s.push('\n'),
                         Some((_, 't')) => s.push('\t'),
-                        Some((_, other)) => s.push(other),
+                        Some((_, c @ ('"' | '\\'))) => s.push(c),
+                        // Any other escape is kept, so `regex "id=(\d+)"` means `\d`.
+                        Some((_, other)) => {
+                            s.push('\\');
+                            s.push(other);
+                        }
                         None => break,
                     },
                     other => s.push(other),

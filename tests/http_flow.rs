@@ -527,3 +527,36 @@ steps:
     std::fs::write(&file, &ing.app_a.password).unwrap();
     assert!(run_scenario(&sc, 3).await.success);
 }
+
+#[tokio::test]
+async fn regex_escapes_in_quoted_assertions_reach_the_regex() {
+    let ing = Ingress::start();
+    let o = run(
+        &ing,
+        r#"
+name: regex-escapes
+defaults:
+  http:
+    resolve: {shop.test: 127.0.0.1}
+    tls: {ca_file: "${{ vars.ca }}"}
+steps:
+  - name: text
+    http: {url: "${{ vars.shop }}/text"}
+    capture:
+      major: regex "version=(\d+)\.\d+\.\d+"
+    assert:
+      - regex "version=\d+\.(\d+)" == "4"
+      - body matches "^hello from app-\w\n"
+      - body not matches "version=\d\d"
+      - body not contains "\"app-a\""
+  - name: echo
+    http:
+      url: ${{ vars.shop }}/echo
+      headers: {X-Major: "${{ steps.text.major }}"}
+    assert: ['jsonpath "$.headers[''x-major'']" == "1"']
+"#,
+    )
+    .await;
+    assert!(o.success, "{}", describe(&o));
+    assert!(o.steps[0].assertions.iter().all(|a| a.passed));
+}
