@@ -366,3 +366,45 @@ fn literal_credentials_are_refused_at_load_time() {
         "{text:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idp_that_never_answers_fails_with_timeout() {
+    // Accepts connections, never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let yaml = format!(
+        "name: t\nsecrets:\n  cs: {{env: PATH}}\nsteps:\n  - name: cc\n    timeout: 1s\n    oidc:\n      issuer: http://127.0.0.1:{port}\n      client_id: c\n      flow: client_credentials\n      client_secret: ${{{{ secrets.cs }}}}\n"
+    );
+    let o = run(&load(&yaml)).await;
+    expect_failure(&o, Reason::Timeout);
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untrusted_certificate_fails_with_tls_and_a_foreign_issuer_with_config() {
+    use support::nginx::{Nginx, NginxConfig, Site};
+    let idp = Idp::start();
+    let ca = support::tls::TestCa::new("oidc tls test CA");
+    // nginx terminates TLS for 127.0.0.1 in front of the IdP.
+    let nginx = Nginx::start(NginxConfig {
+        sites: vec![Site::tls("127.0.0.1", ca.issue(&["127.0.0.1"]), idp.port)],
+    })
+    .unwrap();
+    let issuer = format!("https://127.0.0.1:{}", nginx.port);
+    let yaml = |tls: &str| {
+        format!(
+            "name: t\n{}steps:\n  - name: cc\n    oidc:\n      issuer: {issuer}\n      client_id: {}\n      flow: client_credentials\n      client_secret: ${{{{ secrets.client_secret }}}}\n{tls}",
+            idp.secrets_yaml(),
+            idp::CLIENT_ID
+        )
+    };
+    let msg = expect_failure(&run(&load(&yaml(""))).await, Reason::Tls);
+    assert!(msg.starts_with("discovery:"), "{msg}");
+    // Trusting the CA gets through TLS; the provider then names its real issuer.
+    let tls = format!("      tls: {{ca_file: {}}}\n", ca.ca_file().display());
+    let msg = expect_failure(&run(&load(&yaml(&tls))).await, Reason::Config);
+    assert!(
+        msg.contains(&format!("calls itself `{}`", idp.issuer())),
+        "{msg}"
+    );
+}

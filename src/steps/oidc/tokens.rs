@@ -7,12 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use openidconnect::core::{
-    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKey, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
     AccessToken, AccessTokenHash, ClaimsVerificationError, ClientId, ClientSecret, IssuerUrl,
     Nonce, SignatureVerificationError,
 };
+use openidconnect::{JsonWebKey, JwsSigningAlgorithm};
 
 use crate::outcome::Reason;
 use crate::steps::StepError;
@@ -176,9 +177,17 @@ pub fn verify_id_token(
         let alg = token
             .signing_alg()
             .map_err(|s| Invalid::new("at_hash", s.to_string()))?;
-        let key = token
-            .signing_key(&v)
-            .map_err(|s| Invalid::new("at_hash", s.to_string()))?;
+        // HMAC tokens are keyed by the client secret, not by a JWKS entry.
+        let shared;
+        let key = match e.client_secret {
+            Some(secret) if alg.uses_shared_secret() => {
+                shared = CoreJsonWebKey::new_symmetric(secret.as_bytes().to_vec());
+                &shared
+            }
+            _ => token
+                .signing_key(&v)
+                .map_err(|s| Invalid::new("at_hash", s.to_string()))?,
+        };
         let actual = AccessTokenHash::from_token(at, alg, key)
             .map_err(|s| Invalid::new("at_hash", s.to_string()))?;
         if actual != *expected {
@@ -234,6 +243,120 @@ mod tests {
         let p = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"sub":"alice"}"#);
         assert_eq!(payload(&format!("h.{p}.s")).unwrap()["sub"], "alice");
         assert_eq!(payload("opaque").unwrap_err().check, "format");
+    }
+
+    use openidconnect::core::{CoreHmacKey, CoreIdTokenClaims};
+    use openidconnect::{Audience, EmptyAdditionalClaims, StandardClaims, SubjectIdentifier};
+
+    const SECRET: &str = "client-secret-for-hs256";
+    const ISS: &str = "https://idp.test";
+
+    /// An HS256 ID token (signed with the client secret) issued `iat_offset` seconds from now.
+    fn token(
+        aud: &str,
+        iat_offset: i64,
+        life: i64,
+        nonce: Option<&str>,
+        at: Option<&str>,
+    ) -> CoreIdToken {
+        let now = SystemTime::now();
+        let at_time = |secs: i64| {
+            if secs >= 0 {
+                now + Duration::from_secs(secs as u64)
+            } else {
+                now - Duration::from_secs((-secs) as u64)
+            }
+        };
+        let claims = CoreIdTokenClaims::new(
+            IssuerUrl::new(ISS.into()).unwrap(),
+            vec![Audience::new(aud.into())],
+            at_time(iat_offset + life).into(),
+            at_time(iat_offset).into(),
+            StandardClaims::new(SubjectIdentifier::new("alice".into())),
+            EmptyAdditionalClaims {},
+        )
+        .set_nonce(nonce.map(|n| Nonce::new(n.into())));
+        let access = at.map(|a| AccessToken::new(a.into()));
+        CoreIdToken::new(
+            claims,
+            &CoreHmacKey::new(SECRET),
+            CoreJwsSigningAlgorithm::HmacSha256,
+            access.as_ref(),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn check(
+        t: &CoreIdToken,
+        secret: &str,
+        nonce: Option<&str>,
+        at: Option<&str>,
+    ) -> Result<serde_json::Value, Invalid> {
+        let issuer = IssuerUrl::new(ISS.into()).unwrap();
+        let algs = [CoreJwsSigningAlgorithm::HmacSha256];
+        let e = Expect {
+            issuer: &issuer,
+            audience: "app",
+            also_trusted: &[],
+            client_secret: Some(secret),
+            algs: &algs,
+            clock_skew: Duration::from_secs(30),
+        };
+        let n = nonce.map(|n| Nonce::new(n.into()));
+        let a = at.map(|a| AccessToken::new(a.into()));
+        verify_id_token(
+            t,
+            &CoreJsonWebKeySet::new(vec![]),
+            &e,
+            n.as_ref(),
+            a.as_ref(),
+        )
+    }
+
+    #[test]
+    fn a_good_id_token_passes_and_yields_its_claims() {
+        let t = token("app", 0, 300, Some("n1"), Some("at-1"));
+        let claims = check(&t, SECRET, Some("n1"), Some("at-1")).unwrap();
+        assert_eq!(claims["sub"], "alice");
+        assert_eq!(claims["nonce"], "n1");
+        assert!(claims["at_hash"].is_string());
+    }
+
+    #[test]
+    fn each_failed_check_is_named() {
+        let t = token("app", 0, 300, Some("n1"), Some("at-1"));
+        assert_eq!(
+            check(&t, "other-secret", Some("n1"), None)
+                .unwrap_err()
+                .check,
+            "signature"
+        );
+        assert_eq!(
+            check(&t, SECRET, Some("n2"), None).unwrap_err().check,
+            "nonce"
+        );
+        assert_eq!(
+            check(&t, SECRET, Some("n1"), Some("at-2"))
+                .unwrap_err()
+                .check,
+            "at_hash"
+        );
+        let other = token("someone-else", 0, 300, None, None);
+        assert_eq!(check(&other, SECRET, None, None).unwrap_err().check, "aud");
+    }
+
+    #[test]
+    fn exp_and_iat_allow_the_clock_skew_and_no_more() {
+        // Expired 10s ago: within the 30s skew.
+        assert!(check(&token("app", -310, 300, None, None), SECRET, None, None).is_ok());
+        // Expired 60s ago.
+        let e = check(&token("app", -360, 300, None, None), SECRET, None, None).unwrap_err();
+        assert_eq!(e.check, "exp");
+        // Issued 10s in the future: fine; 120s: not.
+        assert!(check(&token("app", 10, 300, None, None), SECRET, None, None).is_ok());
+        let e = check(&token("app", 120, 300, None, None), SECRET, None, None).unwrap_err();
+        assert_eq!(e.check, "iat", "{e:?}");
     }
 
     #[test]
