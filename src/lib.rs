@@ -28,6 +28,7 @@ pub mod runner;
 pub mod scenario;
 pub mod schedule;
 pub mod secrets;
+pub mod server;
 pub mod serve;
 pub mod slo;
 pub mod steps;

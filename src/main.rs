@@ -28,7 +28,9 @@ fn init_tracing(verbose: u8, format: LogFormat) {
 
 fn main() -> anyhow::Result<()> {
     let args = Cli::parse();
-    init_tracing(args.verbose, args.log_format);
+    // A daemon logs each run (info) by default; one-shot commands stay quiet.
+    let serve = matches!(args.command, cli::Command::Serve(_));
+    init_tracing(args.verbose.max(u8::from(serve)), args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

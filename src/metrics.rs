@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -630,16 +631,13 @@ impl Metrics {
 
     /// The exposition in chunks of roughly 64 KiB, produced lazily: registry metrics first,
     /// then each family over all scenarios.
-    pub fn render_chunks(&self) -> RenderChunks<'_> {
-        RenderChunks {
-            metrics: self,
-            scenarios: self.read().values().cloned().collect(),
-            family: None,
-            pos: 0,
-            header_done: false,
-            slot: self.slot(),
-            scratch: Histogram::new(2).ok(),
-        }
+    pub fn render_chunks(&self) -> RenderChunks<&Metrics> {
+        RenderChunks::new(self)
+    }
+
+    /// Like [`Metrics::render_chunks`], owning its metrics (for a streamed response body).
+    pub fn chunks(metrics: Arc<Metrics>) -> RenderChunks<Arc<Metrics>> {
+        RenderChunks::new(metrics)
     }
 
     fn registry_text(&self) -> String {
@@ -715,8 +713,11 @@ impl Family {
             ),
             Family::StepLatency => (
                 STEP_LATENCY_SECONDS,
-                "gauge",
-                "Step duration quantiles over a sliding 5-minute window",
+                // DESIGN.md's gauge with a `quantile` label, typed as what it is — a summary
+                // (windowed quantiles plus cumulative _sum/_count) — since promtool rejects a
+                // quantile label on a gauge. PromQL sees the same quantile series.
+                "summary",
+                "Step duration quantiles (hdrhistogram) over a sliding 5-minute window",
             ),
             Family::Success => (
                 SCENARIO_SUCCESS,
@@ -743,8 +744,8 @@ impl Family {
 }
 
 /// Iterator over the exposition's chunks (see [`Metrics::render_chunks`]).
-pub struct RenderChunks<'a> {
-    metrics: &'a Metrics,
+pub struct RenderChunks<M: Deref<Target = Metrics>> {
+    metrics: M,
     scenarios: Vec<Arc<ScenarioMetrics>>,
     /// None: the registry part is next.
     family: Option<usize>,
@@ -754,7 +755,23 @@ pub struct RenderChunks<'a> {
     scratch: Option<Histogram<u64>>,
 }
 
-impl Iterator for RenderChunks<'_> {
+impl<M: Deref<Target = Metrics>> RenderChunks<M> {
+    fn new(metrics: M) -> RenderChunks<M> {
+        let scenarios = metrics.read().values().cloned().collect();
+        let slot = metrics.slot();
+        RenderChunks {
+            scenarios,
+            slot,
+            metrics,
+            family: None,
+            pos: 0,
+            header_done: false,
+            scratch: Histogram::new(2).ok(),
+        }
+    }
+}
+
+impl<M: Deref<Target = Metrics>> Iterator for RenderChunks<M> {
     type Item = String;
 
     fn next(&mut self) -> Option<String> {
@@ -790,7 +807,7 @@ impl Iterator for RenderChunks<'_> {
     }
 }
 
-impl RenderChunks<'_> {
+impl<M: Deref<Target = Metrics>> RenderChunks<M> {
     fn write_scenario(&mut self, family: Family, m: &ScenarioMetrics, out: &mut String) {
         let (name, _, _) = family.meta();
         let l = &m.labels;
@@ -845,18 +862,23 @@ impl RenderChunks<'_> {
                     return;
                 };
                 for (step, st) in &s.steps {
-                    let Some(q) = st.window.quantiles(self.slot, scratch) else {
-                        continue;
-                    };
+                    // NaN while the window is empty, as Prometheus summaries do.
+                    let q = st
+                        .window
+                        .quantiles(self.slot, scratch)
+                        .unwrap_or([f64::NAN; 4]);
+                    let step = escape(step);
                     for (quantile, v) in QUANTILES.iter().zip(q) {
                         let _ = writeln!(
                             out,
-                            "{name}{{{l},step=\"{}\",quantile=\"{}\"}} {}",
-                            escape(step),
+                            "{name}{{{l},step=\"{step}\",quantile=\"{}\"}} {}",
                             fmt_f64(*quantile),
                             fmt_f64(v)
                         );
                     }
+                    let (sum, count) = (st.duration.sum, st.duration.count);
+                    let _ = writeln!(out, "{name}_sum{{{l},step=\"{step}\"}} {}", fmt_f64(sum));
+                    let _ = writeln!(out, "{name}_count{{{l},step=\"{step}\"}} {count}");
                 }
             }
             Family::Success => {
@@ -1156,9 +1178,12 @@ mod tests {
         // A minute later the first samples have left the window.
         tokio::time::sleep(Duration::from_secs(61)).await;
         assert!(near(q(&m, "0.5"), 1.0), "{}", q(&m, "0.5"));
-        // With nothing in the window the gauge disappears instead of showing stale values.
+        // With nothing in the window the quantiles are NaN instead of stale values.
         tokio::time::sleep(Duration::from_secs(300)).await;
-        assert!(!m.render().contains(STEP_LATENCY_SECONDS));
+        assert!(q(&m, "0.5").is_nan());
+        let t = m.render();
+        let count = format!("{STEP_LATENCY_SECONDS}_count{{scenario=\"other\",location=\"eu-west-1\",step=\"only\"}}");
+        assert_eq!(value(&t, &count).as_deref(), Some("200"));
     }
 
     #[test]

@@ -1,19 +1,401 @@
-//! `flowprobe serve`: the daemon that schedules scenarios and serves metrics. (Skeleton.)
+//! `flowprobe serve`: the daemon. Loads and validates the scenarios, schedules them, serves
+//! `/metrics`, `/healthz`, `/readyz` and `/status`, reloads on SIGHUP or when a scenario file
+//! changes (a Kubernetes ConfigMap's symlink swap included), and drains on SIGTERM/SIGINT.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use clap::Args;
+use sha2::{Digest, Sha256};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
+
+use crate::cli::exit;
+use crate::metrics::{self, Metrics};
+use crate::scenario::load::expand_paths as expand;
+use crate::scenario::{load_paths, LoadOptions, LoadedScenario};
+use crate::schedule::{Event, EventFn, Scheduler, Shard};
+use crate::server::{App, ReloadState};
+
+/// Default port of the endpoints (`--listen`).
+pub const DEFAULT_PORT: u16 = 9478;
 
 /// Arguments of `flowprobe serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Scenario files or directories.
+    /// Scenario files or directories (searched for *.yaml / *.yml; a mounted ConfigMap works).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Address of /metrics, /healthz, /readyz and /status (9478 is flowprobe's port).
+    #[arg(long, default_value = "0.0.0.0:9478", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Run only the scenarios whose name hashes to this shard, e.g. 0/3 (replicas share work).
+    #[arg(long, value_name = "INDEX/COUNT")]
+    pub shard: Option<Shard>,
+    /// Constant label on every series, e.g. --label location=eu-west-1 (repeatable).
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = parse_kv)]
+    pub labels: Vec<(String, String)>,
+    /// Histogram buckets, seconds or durations: --buckets 0.1,0.5,1,2.5 or 100ms,1s. Each
+    /// scenario's SLO latency threshold is always added.
+    #[arg(long, value_name = "LIST", value_parser = parse_buckets)]
+    pub buckets: Option<Buckets>,
+    /// Most scenario runs at the same time (more wait for a slot).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: u32,
+    /// On SIGTERM/SIGINT, time given to runs in flight to finish (their `finally` included).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// How often scenario files are checked for changes; 0s checks only on SIGHUP.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    pub watch_interval: Duration,
+    /// Set a scenario var: --var ingress=https://shop.example.com (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_kv)]
+    pub vars: Vec<(String, String)>,
+}
+
+/// `--buckets`, parsed.
+#[derive(Debug, Clone)]
+pub struct Buckets(pub Vec<f64>);
+
+fn parse_buckets(s: &str) -> Result<Buckets, String> {
+    metrics::parse_buckets(s)
+        .map(Buckets)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::units::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
+}
+
+/// What a (re)load needs.
+#[derive(Debug, Clone)]
+struct Source {
+    paths: Vec<PathBuf>,
+    vars: BTreeMap<String, String>,
+    shard: Option<Shard>,
+    labels: Vec<(String, String)>,
+}
+
+impl Source {
+    /// Loads, validates and shards the scenarios; every problem as one message.
+    fn load(&self, check_secrets: bool) -> Result<Vec<LoadedScenario>, Vec<String>> {
+        let opts = LoadOptions {
+            vars: self.vars.clone(),
+            check_secrets,
+        };
+        let all = load_paths(&self.paths, &opts)
+            .map_err(|diags| diags.iter().map(|d| d.to_string()).collect::<Vec<_>>())?;
+        let set: Vec<LoadedScenario> = match self.shard {
+            Some(shard) => all
+                .into_iter()
+                .filter(|s| shard.contains(s.name()))
+                .collect(),
+            None => all,
+        };
+        metrics::check_label_collisions(&set, &self.labels)
+            .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+        Ok(set)
+    }
+
+    /// (path, mtime, size, content hash) of every scenario file; a change means reload.
+    fn fingerprint(&self, cache: &mut FileCache) -> Vec<FileStamp> {
+        let files = match expand(&self.paths) {
+            Ok(f) => f,
+            Err(d) => {
+                return vec![FileStamp {
+                    path: PathBuf::new(),
+                    modified: None,
+                    size: 0,
+                    hash: d.to_string(),
+                }]
+            }
+        };
+        files.into_iter().map(|p| cache.stamp(p)).collect()
+    }
+}
+
+/// One scenario file's state, as polled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    path: PathBuf,
+    modified: Option<SystemTime>,
+    size: u64,
+    hash: String,
+}
+
+/// Content hashes by (path, resolved path, mtime, size), so unchanged files are not re-read.
+/// The resolved path changes when a ConfigMap swaps its `..data` symlink.
+#[derive(Debug, Default)]
+struct FileCache {
+    entries: BTreeMap<PathBuf, (PathBuf, Option<SystemTime>, u64, String)>,
+}
+
+impl FileCache {
+    fn stamp(&mut self, path: PathBuf) -> FileStamp {
+        let meta = std::fs::metadata(&path).ok();
+        let modified = meta.as_ref().and_then(|m| m.modified().ok());
+        let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+        let resolved = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        let hash = match self.entries.get(&path) {
+            Some((r, m, s, h)) if *r == resolved && *m == modified && *s == size => h.clone(),
+            _ => {
+                let h = std::fs::read(&path)
+                    .map(|bytes| hex::encode(Sha256::digest(&bytes)))
+                    .unwrap_or_else(|e| format!("unreadable: {e}"));
+                self.entries
+                    .insert(path.clone(), (resolved, modified, size, h.clone()));
+                h
+            }
+        };
+        FileStamp {
+            path,
+            modified,
+            size,
+            hash,
+        }
+    }
+}
+
+/// Everything the reload path touches.
+struct Daemon {
+    source: Source,
+    app: Arc<App>,
+    scheduler: Scheduler,
+}
+
+impl Daemon {
+    /// Applies a validated set: metrics first (series at 0 before any run), then status, then
+    /// the scheduler.
+    fn apply(&self, set: Vec<LoadedScenario>) {
+        self.app.metrics.sync(&set);
+        self.app.sync(&set);
+        self.scheduler
+            .apply(set.into_iter().map(Arc::new).collect());
+    }
+
+    /// Loads the scenarios again; an invalid set leaves the running one in place.
+    async fn reload(&self, why: &str) {
+        let source = self.source.clone();
+        // Secrets were checked at start-up; from now on a missing one fails runs (reason
+        // `config`) instead of blocking every other change.
+        let result = tokio::task::spawn_blocking(move || source.load(false))
+            .await
+            .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]));
+        match result {
+            Ok(set) => {
+                let n = set.len();
+                self.apply(set);
+                self.app.metrics.record_reload(true);
+                self.app.set_reload(ReloadState {
+                    at: SystemTime::now(),
+                    success: true,
+                    errors: Vec::new(),
+                });
+                tracing::info!(trigger = why, scenarios = n, "scenarios reloaded");
+            }
+            Err(errors) => {
+                self.app.metrics.record_reload(false);
+                for e in &errors {
+                    tracing::error!(trigger = why, error = %e, "reload rejected; the previous scenarios keep running");
+                }
+                self.app.set_reload(ReloadState {
+                    at: SystemTime::now(),
+                    success: false,
+                    errors,
+                });
+            }
+        }
+    }
+}
+
+/// Wall-clock time of a tokio instant (for /status).
+fn wall(at: Instant) -> SystemTime {
+    let now = Instant::now();
+    if at >= now {
+        SystemTime::now() + (at - now)
+    } else {
+        SystemTime::now() - (now - at)
+    }
+}
+
+/// The scheduler's events feed the metrics, /status and the logs.
+fn on_event(app: Arc<App>) -> EventFn {
+    Arc::new(move |e: Event<'_>| match e {
+        Event::Scheduled { name, at } => app.set_next_run(name, wall(at)),
+        Event::Started { name, lag, .. } => {
+            app.set_running(name);
+            if lag > Duration::from_secs(1) {
+                tracing::debug!(
+                    scenario = name,
+                    lag_ms = lag.as_millis() as u64,
+                    "run started late"
+                );
+            }
+        }
+        Event::Skipped { name } => {
+            app.metrics.record_skipped(name);
+            tracing::warn!(
+                scenario = name,
+                "run skipped: the previous run is still going"
+            );
+        }
+        Event::Finished { outcome } => {
+            app.metrics.record(outcome);
+            app.finished(outcome);
+        }
+    })
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
-pub async fn command(_args: ServeArgs) -> Result<i32, crate::cli::CliError> {
-    eprintln!("flowprobe serve is not available in this build yet");
-    Ok(crate::cli::exit::INVALID)
+pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
+    if let Err(e) = metrics::check_const_labels(&args.labels) {
+        eprintln!("--label: {e}");
+        return Ok(exit::INVALID);
+    }
+    let source = Source {
+        paths: args.paths.clone(),
+        vars: args.vars.iter().cloned().collect(),
+        shard: args.shard,
+        labels: args.labels.clone(),
+    };
+    let initial = match source.load(true) {
+        Ok(set) => set,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}\n");
+            }
+            eprintln!(
+                "{} error{} found; nothing was started",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            return Ok(exit::INVALID);
+        }
+    };
+    let buckets = args.buckets.map(|b| b.0).unwrap_or_default();
+    let metrics = match Metrics::new(&args.labels, &buckets) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(exit::INVALID);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", args.listen);
+            return Ok(exit::FAILED);
+        }
+    };
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        _ => {
+            eprintln!("cannot install signal handlers");
+            return Ok(exit::FAILED);
+        }
+    };
+
+    let app = Arc::new(App::new(metrics, args.shard));
+    let scheduler = Scheduler::new(
+        args.max_concurrency as usize,
+        crate::schedule::runner(),
+        on_event(app.clone()),
+    );
+    let daemon = Arc::new(Daemon {
+        source,
+        app: app.clone(),
+        scheduler,
+    });
+    let mut cache = FileCache::default();
+    let mut stamps = daemon.source.fingerprint(&mut cache);
+    let count = initial.len();
+    daemon.apply(initial);
+    app.set_ready(true);
+    let local = listener.local_addr().unwrap_or(args.listen);
+    tracing::info!(
+        listen = %local,
+        scenarios = count,
+        shard = args.shard.map(|s| s.to_string()).unwrap_or_default(),
+        "flowprobe serve started"
+    );
+    if count == 0 {
+        tracing::warn!("no scenario belongs to this shard; serving metrics only");
+    }
+
+    let (stop_tx, mut server_stop) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        };
+        axum::serve(listener, crate::server::router(app))
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+
+    // Reloads: SIGHUP, or a changed fingerprint of the scenario files.
+    let watcher = {
+        let daemon = daemon.clone();
+        let watch_every = args.watch_interval;
+        tokio::spawn(async move {
+            loop {
+                let trigger = tokio::select! {
+                    _ = hup.recv() => "SIGHUP",
+                    _ = tokio::time::sleep(watch_every), if !watch_every.is_zero() => {
+                        let source = daemon.source.clone();
+                        let (new, c) = tokio::task::spawn_blocking(move || {
+                            let s = source.fingerprint(&mut cache);
+                            (s, cache)
+                        })
+                        .await
+                        .unwrap_or_else(|_| (stamps.clone(), FileCache::default()));
+                        cache = c;
+                        if new == stamps {
+                            continue;
+                        }
+                        stamps = new;
+                        "file change"
+                    }
+                };
+                daemon.reload(trigger).await;
+            }
+        })
+    };
+
+    let signal_name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = signal_name,
+        grace_s = args.shutdown_grace.as_secs_f64(),
+        "shutting down: no new runs; waiting for runs in flight"
+    );
+    daemon.app.set_ready(false);
+    watcher.abort();
+    if daemon.scheduler.shutdown(args.shutdown_grace).await {
+        tracing::info!("all runs finished");
+    } else {
+        tracing::warn!("runs still going after the shutdown grace; exiting anyway");
+    }
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server error"),
+        Err(_) => tracing::warn!("HTTP server did not stop within 5s"),
+        _ => {}
+    }
+    Ok(exit::OK)
 }

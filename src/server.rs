@@ -1,0 +1,425 @@
+//! Serve mode's HTTP endpoints and the state they show: `/metrics` (Prometheus text, streamed
+//! in chunks), `/healthz` (alive), `/readyz` (scenarios loaded and scheduled), and `/status`
+//! (each scenario's last outcome and next run) as JSON, or as an HTML page for a browser that
+//! asks for `text/html`. Everything on the page is escaped; outcome messages are already
+//! redacted by the runner.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::metrics::Metrics;
+use crate::outcome::{ScenarioOutcome, StepStatus};
+use crate::scenario::LoadedScenario;
+use crate::schedule::{Shard, Timing};
+
+/// What `/status` knows about one scenario besides its counters.
+#[derive(Debug, Clone)]
+struct ScenarioState {
+    file: String,
+    labels: BTreeMap<String, String>,
+    interval: Duration,
+    jitter: Duration,
+    timeout: Duration,
+    steps: Vec<(String, &'static str)>,
+    next_run: Option<SystemTime>,
+    running: bool,
+    last: Option<Arc<ScenarioOutcome>>,
+}
+
+/// The result of the last reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadState {
+    #[serde(serialize_with = "ser_time")]
+    pub at: SystemTime,
+    pub success: bool,
+    /// Why the new set was rejected (diagnostics, one per entry).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string())
+}
+
+/// State shared by the daemon and its endpoints.
+pub struct App {
+    pub metrics: Arc<Metrics>,
+    ready: AtomicBool,
+    started: SystemTime,
+    shard: Option<Shard>,
+    scenarios: RwLock<BTreeMap<String, ScenarioState>>,
+    last_reload: RwLock<Option<ReloadState>>,
+}
+
+impl App {
+    pub fn new(metrics: Arc<Metrics>, shard: Option<Shard>) -> App {
+        App {
+            metrics,
+            ready: AtomicBool::new(false),
+            started: SystemTime::now(),
+            shard,
+            scenarios: RwLock::new(BTreeMap::new()),
+            last_reload: RwLock::new(None),
+        }
+    }
+
+    /// `/readyz` answers 200 while this is set.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, ScenarioState>> {
+        self.scenarios.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ScenarioState>> {
+        self.scenarios.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the scenario list exactly `set`, keeping the last outcome of those that stay.
+    pub fn sync(&self, set: &[LoadedScenario]) {
+        let mut map = self.write();
+        map.retain(|name, _| set.iter().any(|s| s.name() == name));
+        for sc in set {
+            let timing = Timing::of(sc);
+            let steps = sc
+                .steps
+                .iter()
+                .chain(&sc.finally)
+                .map(|s| (s.name.clone(), s.kind.name()))
+                .collect();
+            let entry = map.entry(sc.name().to_string()).or_insert(ScenarioState {
+                file: String::new(),
+                labels: BTreeMap::new(),
+                interval: timing.interval,
+                jitter: timing.jitter,
+                timeout: sc.timeout,
+                steps: Vec::new(),
+                next_run: None,
+                running: false,
+                last: None,
+            });
+            entry.file = sc.file.display().to_string();
+            entry.labels = sc.scenario.labels.clone();
+            entry.interval = timing.interval;
+            entry.jitter = timing.jitter;
+            entry.timeout = sc.timeout;
+            entry.steps = steps;
+        }
+    }
+
+    pub fn set_next_run(&self, name: &str, at: SystemTime) {
+        if let Some(s) = self.write().get_mut(name) {
+            s.next_run = Some(at);
+        }
+    }
+
+    pub fn set_running(&self, name: &str) {
+        if let Some(s) = self.write().get_mut(name) {
+            s.running = true;
+        }
+    }
+
+    pub fn finished(&self, outcome: &ScenarioOutcome) {
+        if let Some(s) = self.write().get_mut(&outcome.scenario) {
+            s.running = false;
+            s.last = Some(Arc::new(outcome.clone()));
+        }
+    }
+
+    pub fn set_reload(&self, state: ReloadState) {
+        *self.last_reload.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+    }
+
+    /// The `/status` document.
+    pub fn status_json(&self) -> Value {
+        let scenarios: Vec<Value> = self
+            .read()
+            .iter()
+            .map(|(name, s)| {
+                json!({
+                    "name": name,
+                    "file": s.file,
+                    "labels": s.labels,
+                    "interval_seconds": s.interval.as_secs_f64(),
+                    "jitter_seconds": s.jitter.as_secs_f64(),
+                    "timeout_seconds": s.timeout.as_secs_f64(),
+                    "steps": s.steps.iter().map(|(n, k)| json!({"name": n, "kind": k})).collect::<Vec<_>>(),
+                    "next_run": s.next_run.map(rfc3339),
+                    "running": s.running,
+                    "runs": self.metrics.counts(name).unwrap_or_default(),
+                    "last_run": s.last.as_deref(),
+                })
+            })
+            .collect();
+        let reload = self
+            .last_reload
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "ready": self.is_ready(),
+            "started_at": rfc3339(self.started),
+            "shard": self.shard.map(|s| s.to_string()),
+            "last_reload": reload,
+            "scenarios": scenarios,
+        })
+    }
+
+    /// The `/status` page for people.
+    pub fn status_html(&self) -> String {
+        let mut h = String::with_capacity(16 * 1024);
+        h.push_str(concat!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>flowprobe status</title>",
+            "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1em}",
+            "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}",
+            ".passed{color:#080}.failed{color:#b00}.skipped{color:#888}pre{margin:0;white-space:pre-wrap}</style>",
+            "</head><body>\n"
+        ));
+        let _ = write!(
+            h,
+            "<h1>flowprobe {}</h1>\n<p>{} · started {}{}</p>\n",
+            esc(env!("CARGO_PKG_VERSION")),
+            if self.is_ready() {
+                "ready"
+            } else {
+                "not ready"
+            },
+            esc(&rfc3339(self.started)),
+            self.shard
+                .map(|s| format!(" · shard {}", esc(&s.to_string())))
+                .unwrap_or_default()
+        );
+        if let Some(r) = self
+            .last_reload
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = writeln!(
+                h,
+                "<p>last reload {}: {}</p>",
+                esc(&rfc3339(r.at)),
+                if r.success {
+                    "applied"
+                } else {
+                    "rejected, the previous scenarios keep running"
+                }
+            );
+            for e in &r.errors {
+                let _ = writeln!(h, "<pre class=\"failed\">{}</pre>", esc(e));
+            }
+        }
+        h.push_str("<table><tr><th>scenario</th><th>last run</th><th>reason</th><th>duration</th><th>finished</th><th>next run</th><th>runs ok / failed / skipped</th></tr>\n");
+        let map = self.read();
+        for (name, s) in map.iter() {
+            let (state, reason, duration, finished) = match &s.last {
+                None => (
+                    "never".to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ),
+                Some(o) => (
+                    if o.success { "passed" } else { "failed" }.to_string(),
+                    o.reason.map(|r| r.to_string()).unwrap_or_default(),
+                    crate::units::format_duration(o.duration),
+                    rfc3339(o.started_at + o.duration),
+                ),
+            };
+            let counts = self.metrics.counts(name).unwrap_or_default();
+            let _ = writeln!(
+                h,
+                "<tr><td><a href=\"#{n}\">{n}</a>{running}</td><td class=\"{st}\">{st}</td><td>{r}</td><td>{d}</td><td>{f}</td><td>{next}</td><td>{} / {} / {}</td></tr>",
+                counts.success,
+                counts.failure,
+                counts.skipped,
+                n = esc(name),
+                running = if s.running { " (running)" } else { "" },
+                st = esc(&state),
+                r = esc(&reason),
+                d = esc(&duration),
+                f = esc(&finished),
+                next = esc(&s.next_run.map(rfc3339).unwrap_or_default()),
+            );
+        }
+        h.push_str("</table>\n");
+        for (name, s) in map.iter() {
+            let _ = writeln!(
+                h,
+                "<h2 id=\"{n}\">{n}</h2>\n<p>{file} · every {i}{j}</p>",
+                n = esc(name),
+                file = esc(&s.file),
+                i = esc(&crate::units::format_duration(s.interval)),
+                j = if s.jitter.is_zero() {
+                    String::new()
+                } else {
+                    format!(
+                        " (jitter {})",
+                        esc(&crate::units::format_duration(s.jitter))
+                    )
+                }
+            );
+            let Some(o) = &s.last else {
+                h.push_str("<p>not run yet</p>\n");
+                continue;
+            };
+            if let Some(m) = &o.message {
+                let _ = writeln!(h, "<pre class=\"failed\">{}</pre>", esc(m));
+            }
+            h.push_str("<table><tr><th>step</th><th>kind</th><th>result</th><th>reason</th><th>duration</th><th>attempts</th><th>message</th></tr>\n");
+            for st in &o.steps {
+                let status = match st.status {
+                    StepStatus::Passed => "passed",
+                    StepStatus::Failed => "failed",
+                    StepStatus::Skipped => "skipped",
+                };
+                let _ = writeln!(
+                    h,
+                    "<tr><td>{}{}</td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+                    esc(&st.name),
+                    if st.cleanup { " (finally)" } else { "" },
+                    esc(st.kind),
+                    esc(&st.reason.map(|r| r.to_string()).unwrap_or_default()),
+                    esc(&crate::units::format_duration(st.duration)),
+                    st.attempts,
+                    esc(st.message.as_deref().unwrap_or("")),
+                );
+            }
+            h.push_str("</table>\n");
+            for e in &o.cleanup_errors {
+                let _ = writeln!(h, "<pre class=\"failed\">clean-up: {}</pre>", esc(e));
+            }
+        }
+        h.push_str("</body></html>\n");
+        h
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// HTML-escapes text for element content and quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The router of the endpoints.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .route("/", get(index))
+        .with_state(app)
+}
+
+async fn index() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<!doctype html><html><body><h1>flowprobe</h1><ul><li><a href=\"/status\">/status</a></li><li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/healthz\">/healthz</a></li><li><a href=\"/readyz\">/readyz</a></li></ul></body></html>\n",
+    )
+        .into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let chunks =
+        Metrics::chunks(app.metrics.clone()).map(|c| Ok::<Bytes, Infallible>(Bytes::from(c)));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        Body::from_stream(futures_util::stream::iter(chunks)),
+    )
+        .into_response()
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+/// True when the client prefers HTML (a browser) to JSON.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().starts_with("text/html"))
+}
+
+async fn status(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if wants_html(&headers) {
+        (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            app.status_html(),
+        )
+            .into_response()
+    } else {
+        axum::Json(app.status_json()).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            esc(r#"<script>"a" & 'b'</script>"#),
+            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+        );
+    }
+
+    #[test]
+    fn negotiates_html_only_when_asked() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_html(&h));
+        h.insert(header::ACCEPT, "application/json".parse().expect("header"));
+        assert!(!wants_html(&h));
+        h.insert(
+            header::ACCEPT,
+            "application/xhtml+xml, text/html;q=0.9, */*;q=0.8"
+                .parse()
+                .expect("header"),
+        );
+        assert!(wants_html(&h));
+    }
+}
