@@ -17,8 +17,8 @@ use crate::cli::{exit, CliError};
 use crate::scenario::{load_paths, LoadOptions, LoadedScenario};
 use rules::{Group, RuleFile, ScenarioSlo};
 
-/// Run interval assumed for a scenario without `schedule:` (serve's default).
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Run interval assumed for a scenario without `schedule:`: serve's own default.
+pub const DEFAULT_INTERVAL: Duration = crate::schedule::DEFAULT_INTERVAL;
 
 /// Arguments of `flowprobe slo`.
 #[derive(Debug, Args)]

@@ -67,10 +67,10 @@ pub const AVAILABILITY_OBJECTIVE: &str = "scenario:flowprobe_slo_availability:ob
 /// Recorded constant: the latency objective.
 pub const LATENCY_OBJECTIVE: &str = "scenario:flowprobe_slo_latency:objective";
 
-/// The `le` label value of a histogram bucket bound, exactly as the prometheus crate's text
-/// encoder writes it (`f64::to_string`: `2.5`, `0.3`, `1`).
+/// The `le` label value of the SLO threshold's histogram bucket, exactly as the prober's
+/// exposition writes it (`2.5`, `0.3`, `1`).
 pub fn le_label(threshold: Duration) -> String {
-    threshold.as_secs_f64().to_string()
+    crate::metrics::seconds_label(threshold)
 }
 
 /// What the rules need to know about one scenario.
