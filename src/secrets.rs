@@ -49,6 +49,19 @@ pub struct Redactor {
     entries: Arc<RwLock<Vec<(String, String)>>>,
 }
 
+/// RFC 3986 percent-encoding of everything but unreserved characters (as in URL paths).
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Values shorter than this are still redacted; empty values are ignored.
 const MIN_LEN: usize = 1;
 
@@ -63,8 +76,9 @@ impl Redactor {
             return;
         }
         let mut forms = vec![value.to_string()];
-        let url: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
-        forms.push(url);
+        let form: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+        forms.push(form);
+        forms.push(percent_encode(value));
         if let Ok(json) = serde_json::to_string(value) {
             forms.push(json.trim_matches('"').to_string());
         }
@@ -109,10 +123,11 @@ mod tests {
     fn redacts_values_and_encodings() {
         let r = Redactor::new();
         r.add("password", "p@ss word/1");
-        let out = r.redact("user=alice&password=p%40ss+word%2F1 raw=p@ss word/1");
+        let out =
+            r.redact("user=alice&password=p%40ss+word%2F1 raw=p@ss word/1 path=/p%40ss%20word%2F1");
         assert!(!out.contains("p@ss"), "{out}");
         assert!(!out.contains("p%40ss"), "{out}");
-        assert_eq!(out.matches("[redacted:password]").count(), 2);
+        assert_eq!(out.matches("[redacted:password]").count(), 3);
     }
 
     #[test]

@@ -19,7 +19,13 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(file: &str, src: &str, line: usize, column: usize, message: impl Into<String>) -> Self {
+    pub fn new(
+        file: &str,
+        src: &str,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             file: file.to_string(),
             line,

@@ -32,8 +32,13 @@ impl Position {
 }
 
 enum Frame {
-    Map { key: Option<String>, expect_key: bool },
-    Seq { index: usize },
+    Map {
+        key: Option<String>,
+        expect_key: bool,
+    },
+    Seq {
+        index: usize,
+    },
 }
 
 /// Path → position index of one YAML document.
@@ -88,7 +93,13 @@ impl Builder<'_> {
 
     /// Called when a node (scalar or collection start) begins at `mark`.
     fn on_node(&mut self, pos: Position, key_text: Option<&str>) {
-        let is_key = matches!(self.stack.last(), Some(Frame::Map { expect_key: true, .. }));
+        let is_key = matches!(
+            self.stack.last(),
+            Some(Frame::Map {
+                expect_key: true,
+                ..
+            })
+        );
         if is_key {
             if let Some(Frame::Map { key, expect_key }) = self.stack.last_mut() {
                 *key = Some(key_text.unwrap_or("?").to_string());
@@ -112,7 +123,13 @@ impl Builder<'_> {
     }
 
     fn is_key_position(&self) -> bool {
-        matches!(self.stack.last(), Some(Frame::Map { expect_key: true, .. }))
+        matches!(
+            self.stack.last(),
+            Some(Frame::Map {
+                expect_key: true,
+                ..
+            })
+        )
     }
 }
 
@@ -225,7 +242,10 @@ mod tests {
         assert_eq!(url.column_at(10), 23);
         let a1 = idx.value("steps[0].assert[1]").unwrap();
         assert_eq!((a1.line, a1.column), (8, 9));
-        assert_eq!(idx.key("steps[0].http").map(|p| (p.line, p.column)), Some((4, 5)));
+        assert_eq!(
+            idx.key("steps[0].http").map(|p| (p.line, p.column)),
+            Some((4, 5))
+        );
     }
 
     #[test]

@@ -93,7 +93,11 @@ impl Cleanups {
 
     /// Takes every action, last registered first.
     pub fn take(&self) -> Vec<Cleanup> {
-        let mut list = self.0.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+        let mut list = self
+            .0
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
         list.reverse();
         list
     }
