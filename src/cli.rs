@@ -205,6 +205,7 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
     };
     let color = report::terminal::use_color(args.no_color);
     let declared = crate::thresholds::declared(&scenarios);
+    let started = std::time::Instant::now();
     let outcomes = run_all(
         scenarios,
         args.jobs as usize,
@@ -219,7 +220,10 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
         },
     )
     .await;
-    print!("{}", report::terminal::render_summary(&outcomes, color));
+    print!(
+        "{}",
+        report::terminal::render_summary(&outcomes, started.elapsed(), color)
+    );
     let verdicts = crate::thresholds::evaluate(&declared, &outcomes);
     if !verdicts.is_empty() {
         print!("{}", crate::thresholds::render_terminal(&verdicts, color));

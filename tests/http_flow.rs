@@ -329,7 +329,8 @@ steps:
         "{}",
         describe(&o)
     );
-    let summary = flowprobe::report::terminal::render_summary(std::slice::from_ref(&o), false);
+    let summary =
+        flowprobe::report::terminal::render_summary(std::slice::from_ref(&o), o.duration, false);
     assert!(summary.contains("1 step passed after a retry"), "{summary}");
 
     let o = run(

@@ -118,11 +118,14 @@ pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) ->
     s
 }
 
-/// The closing summary.
-pub fn render_summary(outcomes: &[ScenarioOutcome], color: bool) -> String {
+/// The closing summary; `wall` is the elapsed time of the whole command.
+pub fn render_summary(
+    outcomes: &[ScenarioOutcome],
+    wall: std::time::Duration,
+    color: bool,
+) -> String {
     let p = Paint(color);
     let sum = Summary::of(outcomes);
-    let total: std::time::Duration = outcomes.iter().map(|o| o.duration).sum();
     let mut s = format!(
         "\n{} run{}: {} passed, {} failed",
         sum.runs,
@@ -143,6 +146,6 @@ pub fn render_summary(outcomes: &[ScenarioOutcome], color: bool) -> String {
         let steps = if n == 1 { "step" } else { "steps" };
         let _ = write!(s, " ({n} {steps} passed after a retry)");
     }
-    let _ = writeln!(s, " in {}", format_duration(total));
+    let _ = writeln!(s, " in {}", format_duration(wall));
     s
 }
