@@ -144,7 +144,7 @@ pub async fn run_scenario_with(
             .map(|s| skipped(s, sc.finally.iter().any(|f| f.name == s.name)))
             .collect();
         out.duration = start.elapsed();
-        tracing::warn!(scenario = %out.scenario, reason = "config", message = %out.message.as_deref().unwrap_or(""), "run could not start");
+        tracing::warn!(scenario = %out.scenario, reason = "config", error = %out.message.as_deref().unwrap_or(""), "run could not start");
         return out;
     }
 
@@ -191,7 +191,7 @@ pub async fn run_scenario_with(
             ),
         };
         let msg = redactor.redact(&format!("{}: {error}", cleanup.description));
-        tracing::warn!(scenario = %out.scenario, message = %msg, "clean-up failed");
+        tracing::warn!(scenario = %out.scenario, error = %msg, "clean-up failed");
         out.cleanup_errors.push(msg);
     }
 
@@ -552,7 +552,7 @@ async fn run_step(
         location: step.location.clone(),
     };
     if let (Some(reason), Some(msg)) = (outcome.reason, &outcome.message) {
-        tracing::warn!(step = %step.name, reason = reason.as_str(), attempts = n, message = %msg, "step failed");
+        tracing::warn!(step = %step.name, reason = reason.as_str(), attempts = n, error = %msg, "step failed");
     } else {
         tracing::debug!(step = %step.name, attempts = n, duration_ms = outcome.duration.as_millis() as u64, "step passed");
     }

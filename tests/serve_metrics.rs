@@ -1,0 +1,416 @@
+//! `flowprobe serve` against the real local stack (nginx ingress with TLS in front of the test
+//! backends): counters, histograms, phases, certificate and latency gauges move as they should
+//! for passing and failing scenarios; `promtool check metrics` is clean; /status as JSON and
+//! HTML; JSON logs with one event per run and per failed step; no secret anywhere; a real
+//! Prometheus server scrapes the prober and answers a query for `flowprobe_runs_total`.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use support::backend::Backend;
+use support::nginx::Ingress;
+use support::prometheus::{
+    check_metrics, find, http_get, scenario_dir, value, wait_until, Prober, PrometheusServer,
+};
+
+const SHOP_PASSWORD: &str = "correct-horse-battery";
+const API_TOKEN: &str = "tok-5ecr3t-api-7f3a9";
+
+/// Logs in through the ingress (TLS), calls the API with the token, logs out in `finally`.
+const SHOP_LOGIN: &str = r#"
+name: shop-login
+labels: {team: shop}
+schedule: {interval: 1s, timeout: 10s}
+slo: {availability: 99%, latency: {threshold: 750ms, objective: 99%}}
+secrets:
+  password: {env: SHOP_PROBE_PASSWORD}
+defaults:
+  http:
+    resolve: {"${{ vars.ingress_host }}": "${{ vars.ingress_addr }}"}
+    tls: {ca_file: "${{ vars.ca_file }}"}
+steps:
+  - name: health
+    http: {url: "https://${{ vars.ingress_host }}/health"}
+    assert: ["status == 200", 'body == "ok"']
+  - name: login
+    http:
+      method: POST
+      url: https://${{ vars.ingress_host }}/login
+      body: {json: {username: "${{ vars.username }}", password: "${{ secrets.password }}"}}
+    capture:
+      token: {query: 'jsonpath "$.token"', secret: true}
+      user_id: jsonpath "$.id"
+  - name: item
+    http:
+      url: https://${{ vars.ingress_host }}/api/items/${{ steps.login.user_id }}
+      auth: {bearer: "${{ steps.login.token }}"}
+    assert: ["status == 200", "certificate expires_in > 14d"]
+finally:
+  - name: logout
+    http:
+      method: POST
+      url: https://${{ vars.ingress_host }}/logout
+      auth: {bearer: "${{ steps.login.token }}"}
+"#;
+
+/// Fails on its first step's status assertion; the failure message quotes the response, which
+/// echoes the token back (it must be redacted). The second step is skipped.
+const API_BROKEN: &str = r#"
+name: api-broken
+schedule: {interval: 1s}
+secrets:
+  token: {env: API_TOKEN}
+steps:
+  - name: status
+    http: {url: "${{ vars.api }}/echo?token=${{ secrets.token }}"}
+    assert: ["status == 503"]
+  - name: never
+    http: {url: "${{ vars.api }}/health"}
+"#;
+
+/// Fails an assertion whose text is markup, for the HTML page's escaping.
+const MARKUP: &str = r#"
+name: markup
+schedule: {interval: 1s}
+steps:
+  - name: page
+    http: {url: "${{ vars.api }}/text"}
+    assert: ['body contains "<script>alert(1)</script>"']
+"#;
+
+fn vars(ing: &Ingress, api: &Backend) -> Vec<String> {
+    let mut v: Vec<String> = ing
+        .vars()
+        .into_iter()
+        .flat_map(|(k, val)| ["--var".to_string(), format!("{k}={val}")])
+        .collect();
+    v.extend(["--var".into(), format!("api={}", api.url())]);
+    v
+}
+
+#[test]
+fn metrics_status_and_logs_follow_passing_and_failing_runs() {
+    let ing = Ingress::start();
+    let api = Backend::start("api");
+    let (dir, scenarios) = scenario_dir(&[
+        ("shop-login.yaml", SHOP_LOGIN),
+        ("api-broken.yaml", API_BROKEN),
+        ("markup.yaml", MARKUP),
+    ]);
+    let mut args = vars(&ing, &api);
+    args.extend([
+        "--label".into(),
+        "location=test-1".into(),
+        "--log-format".into(),
+        "json".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log = dir.path().join("serve.log");
+    let probe = Prober::start(
+        &[&scenarios],
+        &args,
+        &[
+            ("SHOP_PROBE_PASSWORD", SHOP_PASSWORD),
+            ("API_TOKEN", API_TOKEN),
+        ],
+        &log,
+    );
+
+    // Before any run completes every scenario × outcome and step × reason series is there.
+    let first = probe.scrape();
+    for sc in ["shop-login", "api-broken", "markup"] {
+        for outcome in ["success", "failure"] {
+            assert!(
+                value(
+                    &first,
+                    "flowprobe_runs_total",
+                    &[("scenario", sc), ("outcome", outcome)]
+                )
+                .is_some(),
+                "{sc} {outcome} missing:\n{first}"
+            );
+        }
+    }
+    assert_eq!(
+        find(
+            &first,
+            "flowprobe_step_failures_total",
+            &[("scenario", "shop-login")]
+        )
+        .len(),
+        4 * 14
+    );
+
+    let text = wait_until(Duration::from_secs(40), "3 runs of each scenario", || {
+        let t = probe.scrape();
+        let ok = value(
+            &t,
+            "flowprobe_runs_total",
+            &[("scenario", "shop-login"), ("outcome", "success")],
+        )? >= 3.0
+            && value(
+                &t,
+                "flowprobe_runs_total",
+                &[("scenario", "api-broken"), ("outcome", "failure")],
+            )? >= 3.0
+            && value(
+                &t,
+                "flowprobe_runs_total",
+                &[("scenario", "markup"), ("outcome", "failure")],
+            )? >= 1.0;
+        ok.then_some(t)
+    });
+    check_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+
+    let v = |name: &str, labels: &[(&str, &str)]| {
+        value(&text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    };
+    // Every series carries the constant label and the scenario's static labels.
+    for s in support::prometheus::parse(&text)
+        .iter()
+        .filter(|s| s.name.starts_with("flowprobe_") && s.label("scenario").is_some())
+    {
+        assert_eq!(s.label("location"), Some("test-1"), "{s:?}");
+        if s.label("scenario") == Some("shop-login") {
+            assert_eq!(s.label("team"), Some("shop"), "{s:?}");
+        }
+    }
+
+    // The passing scenario.
+    let shop = [("scenario", "shop-login")];
+    let runs = v("flowprobe_runs_total", &[shop[0], ("outcome", "success")]);
+    assert_eq!(
+        v("flowprobe_runs_total", &[shop[0], ("outcome", "failure")]),
+        0.0
+    );
+    let count = v("flowprobe_run_duration_seconds_count", &shop);
+    assert!(count >= runs && count <= runs + 1.0, "{count} vs {runs}");
+    // The SLO threshold is a bucket, and buckets are cumulative.
+    let buckets = find(&text, "flowprobe_run_duration_seconds_bucket", &shop);
+    assert!(
+        buckets.iter().any(|b| b.label("le") == Some("0.75")),
+        "{buckets:?}"
+    );
+    for w in buckets.windows(2) {
+        assert!(w[0].value <= w[1].value, "{buckets:?}");
+    }
+    assert_eq!(buckets.last().and_then(|b| b.label("le")), Some("+Inf"));
+    for r in ["connect", "tls", "http_status", "assertion", "timeout"] {
+        assert_eq!(
+            v(
+                "flowprobe_step_failures_total",
+                &[shop[0], ("step", "login"), ("reason", r)]
+            ),
+            0.0
+        );
+    }
+    assert!(
+        v(
+            "flowprobe_step_duration_seconds_count",
+            &[shop[0], ("step", "logout"), ("kind", "http")]
+        ) >= 3.0
+    );
+    for phase in ["first_byte", "body"] {
+        assert!(
+            v(
+                "flowprobe_phase_duration_seconds_count",
+                &[shop[0], ("step", "health"), ("phase", phase)]
+            ) >= 3.0,
+            "phase {phase}"
+        );
+    }
+    assert_eq!(v("flowprobe_scenario_success", &shop), 1.0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = v("flowprobe_last_success_timestamp_seconds", &shop);
+    assert!(last <= now + 1.0 && last > now - 30.0, "{last} vs {now}");
+    let expiry = v(
+        "flowprobe_certificate_expiry_timestamp_seconds",
+        &[shop[0], ("step", "item")],
+    );
+    assert!(expiry > now + 14.0 * 86400.0, "{expiry}");
+    let q = |quantile: &str| {
+        v(
+            "flowprobe_step_latency_seconds",
+            &[shop[0], ("step", "item"), ("quantile", quantile)],
+        )
+    };
+    assert!(q("0.5") > 0.0 && q("0.5") <= q("0.99") && q("0.99") <= q("1") && q("1") < 10.0);
+
+    // The failing scenarios.
+    let broken = [("scenario", "api-broken")];
+    assert_eq!(
+        v("flowprobe_runs_total", &[broken[0], ("outcome", "success")]),
+        0.0
+    );
+    let failures = v("flowprobe_runs_total", &[broken[0], ("outcome", "failure")]);
+    let by_reason = v(
+        "flowprobe_step_failures_total",
+        &[broken[0], ("step", "status"), ("reason", "http_status")],
+    );
+    assert!(
+        by_reason >= failures && by_reason <= failures + 1.0,
+        "{by_reason} vs {failures}"
+    );
+    assert_eq!(
+        v(
+            "flowprobe_step_failures_total",
+            &[broken[0], ("step", "status"), ("reason", "connect")]
+        ),
+        0.0
+    );
+    // The skipped step ran never: its series stay at 0.
+    assert_eq!(
+        v(
+            "flowprobe_step_duration_seconds_count",
+            &[broken[0], ("step", "never")]
+        ),
+        0.0
+    );
+    assert_eq!(v("flowprobe_scenario_success", &broken), 0.0);
+    assert!(value(&text, "flowprobe_last_success_timestamp_seconds", &broken).is_none());
+    assert!(
+        v(
+            "flowprobe_step_failures_total",
+            &[
+                ("scenario", "markup"),
+                ("step", "page"),
+                ("reason", "assertion")
+            ]
+        ) >= 1.0
+    );
+    assert!(v("flowprobe_runs_skipped_total", &shop) >= 0.0);
+
+    // /status: last outcomes with steps, reasons, redacted messages, next runs.
+    let status = probe.status();
+    assert_eq!(status["ready"], true);
+    let scenarios = status["scenarios"].as_array().unwrap();
+    let get = |name: &str| {
+        scenarios
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let b = get("api-broken");
+    let steps = b["last_run"]["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["reason"], "http_status");
+    assert_eq!(steps[1]["status"], "skipped");
+    let message = steps[0]["message"].as_str().unwrap();
+    assert!(message.contains("[redacted:token]"), "{message}");
+    assert!(b["next_run"].as_str().is_some());
+    assert!(b["runs"]["failure"].as_u64().unwrap() >= 3);
+    let s = get("shop-login");
+    assert_eq!(s["last_run"]["success"], true);
+    assert_eq!(s["last_run"]["steps"].as_array().unwrap().len(), 4);
+    assert_eq!(s["interval_seconds"], 1.0);
+
+    // The HTML page: the same handler, by content negotiation, everything escaped.
+    let (code, ctype, html) = http_get(
+        probe.port,
+        "/status",
+        Some("text/html,application/xhtml+xml"),
+    )
+    .unwrap();
+    assert_eq!(code, 200);
+    assert!(ctype.starts_with("text/html"), "{ctype}");
+    assert!(html.contains("shop-login") && html.contains("api-broken"));
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "{html}");
+
+    // Health and readiness.
+    assert_eq!(http_get(probe.port, "/healthz", None).unwrap().0, 200);
+    assert_eq!(http_get(probe.port, "/readyz", None).unwrap().0, 200);
+
+    // JSON logs: one event per run and per failed step, with scenario, step and reason.
+    let logs = probe.log_text();
+    let events: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(events.len() >= 6, "{logs}");
+    let failed_step = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "step failed" && e["span"]["scenario"] == "api-broken")
+        .unwrap_or_else(|| panic!("no failed-step event for api-broken in\n{logs}"));
+    assert_eq!(failed_step["fields"]["step"], "status");
+    assert_eq!(failed_step["fields"]["reason"], "http_status");
+    let runs_logged = events
+        .iter()
+        .filter(|e| {
+            e["fields"]["message"] == "run finished" && e["fields"]["scenario"] == "shop-login"
+        })
+        .count();
+    assert!(runs_logged >= 3, "{logs}");
+
+    // Secrets never leave: not in metrics, status (JSON or HTML) or logs.
+    let html_status = html;
+    let json_status = status.to_string();
+    for (what, out) in [
+        ("metrics", &text),
+        ("status", &json_status),
+        ("html", &html_status),
+        ("logs", &logs),
+    ] {
+        for secret in [SHOP_PASSWORD, API_TOKEN] {
+            assert!(!out.contains(secret), "secret in {what}");
+        }
+    }
+    // The issued bearer tokens (captured as secrets) do not leak either.
+    for token in ing.app_a.issued_tokens() {
+        for (what, out) in [
+            ("metrics", &text),
+            ("status", &json_status),
+            ("logs", &logs),
+        ] {
+            assert!(!out.contains(&token), "token in {what}");
+        }
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_prober() {
+    let api = Backend::start("api");
+    let (dir, scenarios) = scenario_dir(&[(
+        "health.yaml",
+        "name: api-health\nschedule: {interval: 1s}\nsteps:\n  - name: health\n    http: {url: \"${{ vars.api }}/health\"}\n",
+    )]);
+    let var = format!("api={}", api.url());
+    let probe = Prober::start(
+        &[&scenarios],
+        &["--var", &var],
+        &[],
+        &dir.path().join("serve.log"),
+    );
+    let prom = PrometheusServer::start(&[format!("127.0.0.1:{}", probe.port)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let result = wait_until(
+        Duration::from_secs(30),
+        "Prometheus to have flowprobe_runs_total",
+        || {
+            let r = prom
+                .query(r#"flowprobe_runs_total{scenario="api-health",outcome="success"} > 0"#)
+                .ok()?;
+            (!r.is_empty()).then_some(r)
+        },
+    );
+    assert_eq!(result[0]["metric"]["job"], "flowprobe");
+    assert_eq!(result[0]["metric"]["outcome"], "success");
+    let runs: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(runs >= 1.0);
+    // The scrape itself is healthy (Prometheus parsed the whole exposition).
+    let up = prom.query("up{job=\"flowprobe\"}").unwrap();
+    assert_eq!(up[0]["value"][1], "1", "{}", prom.targets());
+    // Histograms work in PromQL: the bucket series of the run duration are there.
+    let buckets = prom
+        .query(r#"count(flowprobe_run_duration_seconds_bucket{scenario="api-health"})"#)
+        .unwrap();
+    let n: f64 = buckets[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert_eq!(n as usize, flowprobe::metrics::DEFAULT_BUCKETS.len() + 1);
+}
