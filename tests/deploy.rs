@@ -609,3 +609,154 @@ fn the_dockerfile_is_multi_stage_and_non_root() {
     );
     assert!(text.contains("cargo build --release --locked --bin flowprobe"));
 }
+
+/// A plain HTTP/1.0 GET on 127.0.0.1: (status, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Sample names (`name{...} value` lines) of a Prometheus exposition.
+fn sample_names(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_deployed_prober_exports_what_the_dashboard_and_rules_query() {
+    // The base's Deployment args and scenarios, run for real against the local ingress stack:
+    // only the mount path and the listen address are swapped for loopback ones.
+    let ing = support::nginx::Ingress::start();
+    let docs = render(&deploy().join("base"));
+    let dep = find(&docs, "Deployment", "flowprobe");
+    let port = support::free_port();
+    let scenarios = deploy().join("base/scenarios");
+    let mut args: Vec<String> = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| match a.as_str().unwrap() {
+            "/etc/flowprobe/scenarios" => scenarios.display().to_string(),
+            l if l.starts_with("--listen=") => format!("--listen=127.0.0.1:{port}"),
+            other => other.to_string(),
+        })
+        .collect();
+    for (k, v) in ing.vars() {
+        if k != "username" {
+            args.push(format!("--var={k}={v}"));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(support::flowprobe_bin());
+    cmd.args(&args);
+    let mut serve =
+        support::ChildGuard::spawn("serve", cmd, &dir.path().join("serve.log")).unwrap();
+    support::wait_for_port(port, std::time::Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", serve.log_text()));
+    assert_eq!(http_get(port, "/healthz").0, 200);
+
+    // The first run comes within one interval (30s) plus jitter (5s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let metrics = loop {
+        let (status, body) = http_get(port, "/metrics");
+        assert_eq!(status, 200);
+        // A run happened: one of the scenario's run counters left 0.
+        if body.lines().any(|l| {
+            l.starts_with("flowprobe_runs_total{") && l.contains("shop-slo") && !l.ends_with(" 0")
+        }) {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no run within 60s:\n{}\n{body}",
+            serve.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert_eq!(http_get(port, "/readyz").0, 200);
+    let failed = metrics
+        .lines()
+        .find(|l| l.starts_with("flowprobe_runs_total{") && l.contains("outcome=\"failure\""))
+        .unwrap();
+    assert!(
+        failed.ends_with(" 0"),
+        "the example scenario failed locally: {failed}\n{}",
+        serve.log_text()
+    );
+
+    let names = sample_names(&metrics);
+    // Everything the dashboard queries that the prober (not a rule) provides.
+    let text =
+        std::fs::read_to_string(deploy().join("base/dashboards/flowprobe-dashboard.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            for name in metric_names(t["expr"].as_str().unwrap()) {
+                if !name.contains(':') {
+                    assert!(
+                        names.contains(&name),
+                        "dashboard queries {name}; the scrape has {names:?}"
+                    );
+                }
+            }
+        }
+    }
+    // Every series the SLO rules select exists, the latency bucket with exactly their `le`.
+    let rule: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(deploy().join("base/prometheusrule.yaml")).unwrap(),
+    )
+    .unwrap();
+    let selector = Regex::new(r#"(flowprobe_[a-z_]+)\{([^}]*)\}"#).unwrap();
+    let mut checked = 0;
+    for g in rule["spec"]["groups"].as_sequence().unwrap() {
+        for r in g["rules"].as_sequence().unwrap() {
+            for cap in selector.captures_iter(r["expr"].as_str().unwrap()) {
+                let matchers: Vec<&str> = cap[2].split(',').collect();
+                let found = metrics.lines().any(|l| {
+                    l.starts_with(&format!("{}{{", &cap[1]))
+                        && matchers.iter().all(|m| l.contains(m))
+                });
+                assert!(
+                    found,
+                    "no series for {}{{{}}} in the scrape",
+                    &cap[1], &cap[2]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "{checked}");
+    assert!(
+        metrics.contains("le=\"1\""),
+        "the 1s SLO threshold is a bucket"
+    );
+
+    // SIGTERM: it drains and exits well within the pod's termination grace.
+    let started = std::time::Instant::now();
+    serve.signal("TERM");
+    let status = loop {
+        if let Some(s) = serve.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed().as_secs() < 40,
+            "serve did not stop after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}\n{}", serve.log_text());
+}

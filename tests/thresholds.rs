@@ -237,3 +237,30 @@ fn invalid_thresholds_are_load_errors_with_locations() {
     assert!(text.contains("bad.yaml:12:6"), "{text}");
     assert!(text.contains("did you mean `success_rate`?"), "{text}");
 }
+
+#[test]
+fn the_slo_example_meets_its_thresholds_on_the_local_stack() {
+    let ing = support::nginx::Ingress::start();
+    let dir = tempfile::tempdir().unwrap();
+    let example = format!("{}/scenarios/slo-example.yaml", env!("CARGO_MANIFEST_DIR"));
+    let vars: Vec<String> = ing
+        .vars()
+        .into_iter()
+        .filter(|(k, _)| k != "username")
+        .flat_map(|(k, v)| ["--var".to_string(), format!("{k}={v}")])
+        .collect();
+    let mut extra = vec!["-n", "5"];
+    extra.extend(vars.iter().map(String::as_str));
+    let (out, text, report) = run(dir.path(), &[&example], &extra);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("0 of 3 thresholds breached"), "{text}");
+    let report = report.unwrap();
+    assert_eq!(
+        verdict(&report, "success_rate >= 99%")["display"],
+        "100% (5/5)"
+    );
+    assert_eq!(
+        verdict(&report, "p99(steps.health.duration) < 500ms")["samples"],
+        5
+    );
+}
