@@ -154,6 +154,48 @@ fn generated_rules_pass_promtool_check() {
 }
 
 #[test]
+fn rules_of_several_scenarios_pass_promtool_check() {
+    // Same labels, same objectives: promtool must still see no duplicate rule.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), SCENARIO).unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        SCENARIO.replace("name: checkout", "name: checkout-eu"),
+    )
+    .unwrap();
+    let rules = dir.path().join("rules.yaml");
+    let out = flowprobe(&[
+        "slo",
+        dir.path().join("a.yaml").to_str().unwrap(),
+        dir.path().join("b.yaml").to_str().unwrap(),
+        "-o",
+        rules.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = run_promtool(&["check", "rules", "rules.yaml"], dir.path());
+    assert!(text.contains("SUCCESS"), "{text}");
+    let groups: Vec<String> = rules_of(&rules)["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            "flowprobe-prober",
+            "flowprobe-slo-checkout",
+            "flowprobe-slo-checkout-eu"
+        ]
+    );
+}
+
+#[test]
 fn full_outage_pages_within_minutes_and_tickets_follow() {
     let (dir, path, _) = generate(SCENARIO, &[]);
     let rules = rules_of(&path);

@@ -116,11 +116,11 @@ pub fn slo_group(s: &ScenarioSlo, slo: &crate::scenario::model::Slo) -> (Group, 
     let failed = selector(name, ",outcome=\"failure\"");
     let mut rules = Vec::new();
     let mut warnings = Vec::new();
-    let scenario_label = BTreeMap::from([("scenario".to_string(), name.to_string())]);
 
     for w in WINDOWS {
         let r = prom_duration(w);
         rules.push(record(
+            name,
             failure_ratio(w),
             format!(
                 "{}\n/\n{}",
@@ -129,13 +129,11 @@ pub fn slo_group(s: &ScenarioSlo, slo: &crate::scenario::model::Slo) -> (Group, 
             ),
         ));
     }
-    rules.push(Rule {
-        labels: scenario_label.clone(),
-        ..record(
-            AVAILABILITY_OBJECTIVE.into(),
-            format!("vector({})", number(slo.availability.0)),
-        )
-    });
+    rules.push(record(
+        name,
+        AVAILABILITY_OBJECTIVE.into(),
+        format!("vector({})", number(slo.availability.0)),
+    ));
 
     let bad_failed = |range: &str| sum_over("increase", RUNS_TOTAL, &failed, range);
     let mut slis = vec![Sli {
@@ -172,6 +170,7 @@ pub fn slo_group(s: &ScenarioSlo, slo: &crate::scenario::model::Slo) -> (Group, 
         for w in WINDOWS {
             let r = prom_duration(w);
             rules.push(record(
+                name,
                 slow_ratio(w),
                 format!(
                     "1 - (\n  {}\n  /\n  {}\n)",
@@ -180,13 +179,11 @@ pub fn slo_group(s: &ScenarioSlo, slo: &crate::scenario::model::Slo) -> (Group, 
                 ),
             ));
         }
-        rules.push(Rule {
-            labels: scenario_label.clone(),
-            ..record(
-                LATENCY_OBJECTIVE.into(),
-                format!("vector({})", number(l.objective.0)),
-            )
-        });
+        rules.push(record(
+            name,
+            LATENCY_OBJECTIVE.into(),
+            format!("vector({})", number(l.objective.0)),
+        ));
         slis.push(Sli {
             kind: "latency",
             alert: alerts::LATENCY_BURN,
@@ -223,13 +220,16 @@ pub fn slo_group(s: &ScenarioSlo, slo: &crate::scenario::model::Slo) -> (Group, 
     )
 }
 
-fn record(name: String, expr: String) -> Rule {
+/// A recording rule of `scenario`. The static `scenario` label repeats what the expression
+/// yields; it keeps rules of different scenarios apart (promtool flags same-name, same-label
+/// rules as duplicates).
+fn record(scenario: &str, name: String, expr: String) -> Rule {
     Rule {
         record: Some(name),
         alert: None,
         expr,
         for_: None,
-        labels: BTreeMap::new(),
+        labels: BTreeMap::from([("scenario".to_string(), scenario.to_string())]),
         annotations: BTreeMap::new(),
     }
 }
@@ -241,6 +241,8 @@ fn alert_labels(
     warnings: &mut Vec<String>,
 ) -> BTreeMap<String, String> {
     let mut labels = s.labels.clone();
+    // Scenario names are never static label names (reserved), so this cannot clash.
+    labels.insert("scenario".to_string(), s.name.to_string());
     for (k, v) in ours {
         if labels.insert(k.to_string(), v.clone()).is_some() {
             warnings.push(format!(
