@@ -88,7 +88,7 @@ fn benches(c: &mut Criterion) {
                 let auth = render(AUTH, &Ctx).expect("renders");
                 let caps: Vec<_> = captures
                     .iter()
-                    .map(|q| eval_query(q, &obs).expect("query"))
+                    .map(|q| eval_query(q, &obs).expect("query").to_json())
                     .collect();
                 let checks: Vec<_> = compiled.iter().map(|a| a.check(&obs, &Ctx)).collect();
                 assert!(checks.iter().all(|c| c.passed));

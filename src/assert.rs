@@ -1,6 +1,7 @@
 //! The one grammar shared by `assert:` and `capture:`: `<query> [not] <predicate> [value]`,
 //! its parser, and its evaluation against an [`Observation`].
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -210,6 +211,8 @@ pub struct Assertion {
     pub negated: bool,
     pub predicate: Predicate,
     pub expected: Option<Literal>,
+    /// The `matches` regex, compiled once when it holds no template.
+    matcher: Option<Regex>,
 }
 
 /// Why an assertion or a capture does not parse; `offset` is a byte offset into the source.
@@ -543,12 +546,17 @@ pub fn parse_assertion(src: &str) -> Result<Assertion, ParseError> {
         return Err(perr(*o, "unexpected text after the value"));
     }
     check_types(&query, &predicate, expected.as_ref(), src, &toks)?;
+    let matcher = match (&predicate, &expected) {
+        (Predicate::Matches, Some(Literal::Str(re))) if !re.contains("${{") => Regex::new(re).ok(),
+        _ => None,
+    };
     Ok(Assertion {
         source: src.to_string(),
         query,
         negated,
         predicate,
         expected,
+        matcher,
     })
 }
 
@@ -579,33 +587,56 @@ fn check_types(
     }
 }
 
-/// The value a query read, for comparison and display.
+/// The value a query read, for comparison and display. JSON is borrowed from the
+/// observation where it can be, so reading a large document copies nothing.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     /// The query found nothing (no such header, no JSONPath match).
     Missing,
-    Json(Json),
+    Json(Cow<'a, Json>),
     Dur(Duration),
 }
 
-impl fmt::Display for Value {
+impl fmt::Display for Value<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Value::Missing => f.write_str("<none>"),
-            Value::Json(Json::String(s)) => write!(f, "{s:?}"),
-            Value::Json(j) => write!(f, "{j}"),
+            Value::Json(j) => match j.as_ref() {
+                Json::String(s) => write!(f, "{s:?}"),
+                other => write!(f, "{other}"),
+            },
             Value::Dur(d) => f.write_str(&format_duration(*d)),
         }
     }
 }
 
-impl Value {
+impl<'a> Value<'a> {
+    fn owned(j: Json) -> Value<'a> {
+        Value::Json(Cow::Owned(j))
+    }
+
+    fn borrowed(j: &'a Json) -> Value<'a> {
+        Value::Json(Cow::Borrowed(j))
+    }
+
+    /// The JSON read, if the value is JSON.
+    pub fn json(&self) -> Option<&Json> {
+        match self {
+            Value::Json(j) => Some(j.as_ref()),
+            Value::Missing | Value::Dur(_) => None,
+        }
+    }
+
+    /// True when the query found nothing.
+    pub fn is_missing(&self) -> bool {
+        matches!(self, Value::Missing)
+    }
+
     /// The value as plain text for a capture (strings unquoted, JSON otherwise).
     pub fn to_capture_string(&self) -> Option<String> {
         match self {
             Value::Missing => None,
-            Value::Json(Json::String(s)) => Some(s.clone()),
-            Value::Json(j) => Some(j.to_string()),
+            Value::Json(j) => Some(as_text(j)),
             Value::Dur(d) => Some(format!("{}", d.as_secs_f64())),
         }
     }
@@ -614,24 +645,24 @@ impl Value {
     pub fn to_json(&self) -> Json {
         match self {
             Value::Missing => Json::Null,
-            Value::Json(j) => j.clone(),
+            Value::Json(j) => j.as_ref().clone(),
             Value::Dur(d) => serde_json::json!(d.as_secs_f64()),
         }
     }
 }
 
 /// Reads a query from an observation.
-pub fn eval_query(q: &Query, obs: &Observation) -> Result<Value, String> {
+pub fn eval_query<'a>(q: &Query, obs: &'a Observation) -> Result<Value<'a>, String> {
     Ok(match q {
         Query::Status => obs
             .status
-            .map(|s| Value::Json(Json::from(s)))
+            .map(|s| Value::owned(Json::from(s)))
             .unwrap_or(Value::Missing),
         Query::Header(h) => obs
             .header(h)
-            .map(|v| Value::Json(Json::String(v.to_string())))
+            .map(|v| Value::owned(Json::String(v.to_string())))
             .unwrap_or(Value::Missing),
-        Query::Body => Value::Json(Json::String(obs.body_text())),
+        Query::Body => Value::owned(Json::String(obs.body_text())),
         Query::JsonPath(src, path) => {
             let Some(doc) = obs.body_json() else {
                 let why = if obs.body_truncated {
@@ -644,8 +675,8 @@ pub fn eval_query(q: &Query, obs: &Observation) -> Result<Value, String> {
             let nodes = path.query(doc).all();
             match nodes.len() {
                 0 => Value::Missing,
-                1 => Value::Json(nodes[0].clone()),
-                _ => Value::Json(Json::Array(nodes.into_iter().cloned().collect())),
+                1 => Value::borrowed(nodes[0]),
+                _ => Value::owned(Json::Array(nodes.into_iter().cloned().collect())),
             }
         }
         Query::Regex(_, re) => {
@@ -653,7 +684,7 @@ pub fn eval_query(q: &Query, obs: &Observation) -> Result<Value, String> {
             match re.captures(&text) {
                 Some(caps) => {
                     let m = caps.get(1).or_else(|| caps.get(0));
-                    m.map(|m| Value::Json(Json::String(m.as_str().to_string())))
+                    m.map(|m| Value::owned(Json::String(m.as_str().to_string())))
                         .unwrap_or(Value::Missing)
                 }
                 None => Value::Missing,
@@ -669,11 +700,11 @@ pub fn eval_query(q: &Query, obs: &Observation) -> Result<Value, String> {
         },
         Query::Claim(c) => obs
             .output(&["claims".to_string(), c.clone()])
-            .map(|v| Value::Json(v.clone()))
+            .map(Value::borrowed)
             .unwrap_or(Value::Missing),
         Query::Reply(n) => obs
             .output(&["replies".to_string(), n.to_string()])
-            .map(|v| Value::Json(v.clone()))
+            .map(Value::borrowed)
             .unwrap_or(Value::Missing),
         Query::Phase(p) => obs.phase(p).map(Value::Dur).unwrap_or(Value::Missing),
         Query::TokenExpiresIn => match obs.output(&["expires_in".to_string()]) {
@@ -688,7 +719,7 @@ pub fn eval_query(q: &Query, obs: &Observation) -> Result<Value, String> {
                 Some(Json::Number(n)) if DURATION_OUTPUTS.contains(name) => {
                     Value::Dur(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0).max(0.0)))
                 }
-                Some(v) => Value::Json(v.clone()),
+                Some(v) => Value::borrowed(v),
                 None => Value::Missing,
             }
         }
@@ -739,8 +770,8 @@ fn compare(actual: &Value, cmp: Cmp, expected: &Expected) -> Result<bool, String
             // Outputs such as `age` come as seconds.
             as_f64(a).and_then(|x| x.partial_cmp(&b.as_secs_f64()))
         }
-        (Value::Json(a), Expected::Json(b)) => match (a, b) {
-            (_, Json::Number(_)) => match (as_f64(a), as_f64(b)) {
+        (Value::Json(a), Expected::Json(b)) => match (a.as_ref(), b) {
+            (a, Json::Number(_)) => match (as_f64(a), as_f64(b)) {
                 (Some(x), Some(y)) => x.partial_cmp(&y),
                 _ => None,
             },
@@ -763,13 +794,13 @@ fn compare(actual: &Value, cmp: Cmp, expected: &Expected) -> Result<bool, String
 }
 
 fn element_count(v: &Value) -> usize {
-    match v {
-        Value::Missing => 0,
-        Value::Json(Json::Array(a)) => a.len(),
-        Value::Json(Json::Object(o)) => o.len(),
-        Value::Json(Json::String(s)) => s.chars().count(),
-        Value::Json(Json::Null) => 0,
-        Value::Json(_) | Value::Dur(_) => 1,
+    match (v, v.json()) {
+        (Value::Missing, _) => 0,
+        (_, Some(Json::Array(a))) => a.len(),
+        (_, Some(Json::Object(o))) => o.len(),
+        (_, Some(Json::String(s))) => s.chars().count(),
+        (_, Some(Json::Null)) => 0,
+        _ => 1,
     }
 }
 
@@ -865,8 +896,8 @@ impl Assertion {
                 let want = as_f64(exp_json()?).ok_or("count needs a number")?;
                 Ok(c.holds(n.total_cmp(&want)))
             }
-            Predicate::Contains => match actual {
-                Value::Json(Json::Array(items)) => {
+            Predicate::Contains => match actual.json() {
+                Some(Json::Array(items)) => {
                     let e = exp_json()?;
                     Ok(items.iter().any(|i| i == e || as_text(i) == as_text(e)))
                 }
@@ -875,7 +906,14 @@ impl Assertion {
             Predicate::StartsWith => text_pair(|a, e| a.starts_with(e)),
             Predicate::EndsWith => text_pair(|a, e| a.ends_with(e)),
             Predicate::Matches => {
-                let re = Regex::new(&as_text(exp_json()?)).map_err(|e| e.to_string())?;
+                let compiled;
+                let re = match &self.matcher {
+                    Some(re) => re,
+                    None => {
+                        compiled = Regex::new(&as_text(exp_json()?)).map_err(|e| e.to_string())?;
+                        &compiled
+                    }
+                };
                 match actual {
                     Value::Json(a) => Ok(re.is_match(&as_text(a))),
                     _ => Ok(false),
@@ -883,12 +921,12 @@ impl Assertion {
             }
             Predicate::Includes => {
                 let e = as_text(exp_json()?);
-                match actual {
-                    Value::Json(Json::Array(items)) => Ok(items.iter().any(|i| as_text(i) == e)),
+                match actual.json() {
+                    Some(Json::Array(items)) => Ok(items.iter().any(|i| as_text(i) == e)),
                     // OAuth-style space-separated lists (`scope`) and single-valued `aud`.
-                    Value::Json(Json::String(s)) => Ok(s.split_whitespace().any(|w| w == e)),
-                    Value::Json(other) => Ok(as_text(other) == e),
-                    _ => Ok(false),
+                    Some(Json::String(s)) => Ok(s.split_whitespace().any(|w| w == e)),
+                    Some(other) => Ok(as_text(other) == e),
+                    None => Ok(false),
                 }
             }
         }

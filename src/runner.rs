@@ -378,7 +378,7 @@ async fn attempt(
     let mut capture_error: Option<StepError> = None;
     for cap in &step.captures {
         let why = match eval_query(&cap.query, &obs) {
-            Ok(v) if v != crate::assert::Value::Missing => {
+            Ok(v) if !v.is_missing() => {
                 if cap.secret {
                     if let Some(text) = v.to_capture_string() {
                         redactor.add(&cap.name, &text);
