@@ -290,7 +290,7 @@ impl Window {
         }
         let mut out = [0.0; 4];
         for (o, v) in out.iter_mut().zip(scratch.value_at_quantiles(QUANTILES)) {
-            // The middle of the value's bucket: at most half a bucket (0.4 %) off.
+            // The middle of the value's bucket: at most half a bucket (0.05 %) off.
             *o = scratch.median_equivalent(v) as f64 / 1e6;
         }
         Some(out)
@@ -475,10 +475,26 @@ impl Metrics {
     /// removed steps' series go.
     pub fn sync(&self, scenarios: &[LoadedScenario]) {
         let mut map = self.scenarios.write().unwrap_or_else(|e| e.into_inner());
-        map.retain(|name, _| scenarios.iter().any(|s| s.name() == name));
+        let keep: std::collections::HashSet<&str> = scenarios.iter().map(|s| s.name()).collect();
+        map.retain(|name, _| keep.contains(name.as_str()));
+        // Scenarios with the same buckets share one bounds slice.
+        let mut interned: Vec<Arc<[f64]>> = Vec::new();
+        for m in map.values() {
+            if !interned.iter().any(|b| *b == m.bounds) {
+                interned.push(m.bounds.clone());
+            }
+        }
         for sc in scenarios {
             let labels = self.labels_for(sc);
-            let bounds: Arc<[f64]> = self.buckets_for(sc).into();
+            let wanted = self.buckets_for(sc);
+            let bounds: Arc<[f64]> = match interned.iter().find(|b| b[..] == wanted[..]) {
+                Some(b) => b.clone(),
+                None => {
+                    let b: Arc<[f64]> = wanted.into();
+                    interned.push(b.clone());
+                    b
+                }
+            };
             let previous = map.get(sc.name()).filter(|p| p.labels == labels).cloned();
             let m = match previous {
                 Some(p) if p.bounds == bounds => p,
@@ -766,7 +782,7 @@ impl<M: Deref<Target = Metrics>> RenderChunks<M> {
             family: None,
             pos: 0,
             header_done: false,
-            scratch: Histogram::new(2).ok(),
+            scratch: Histogram::new(3).ok(),
         }
     }
 }

@@ -118,8 +118,8 @@ pub enum Event<'a> {
     },
     /// A run came due while the previous one was still running (or waiting): not started.
     Skipped { name: &'a str },
-    /// A run finished.
-    Finished { outcome: &'a ScenarioOutcome },
+    /// A run finished (shared, so readers keep it without copying).
+    Finished { outcome: &'a Arc<ScenarioOutcome> },
 }
 
 /// Runs one scenario (the runner in production, a fake in tests).
@@ -316,7 +316,7 @@ fn start_run(sc: Arc<LoadedScenario>, due: Instant, busy: BusyGuard, shared: &Ar
             lag: Instant::now().saturating_duration_since(due),
         });
         let span = tracing::info_span!("run", scenario = %sc.name());
-        let outcome = (shared.run)(sc.clone()).instrument(span).await;
+        let outcome = Arc::new((shared.run)(sc.clone()).instrument(span).await);
         (shared.on_event)(Event::Finished { outcome: &outcome });
     });
 }

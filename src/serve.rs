@@ -95,13 +95,14 @@ impl Source {
         };
         let all = load_paths(&self.paths, &opts)
             .map_err(|diags| diags.iter().map(|d| d.to_string()).collect::<Vec<_>>())?;
-        let set: Vec<LoadedScenario> = match self.shard {
+        let mut set: Vec<LoadedScenario> = match self.shard {
             Some(shard) => all
                 .into_iter()
                 .filter(|s| shard.contains(s.name()))
                 .collect(),
             None => all,
         };
+        set.iter_mut().for_each(compact);
         metrics::check_label_collisions(&set, &self.labels)
             .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
         Ok(set)
@@ -122,6 +123,17 @@ impl Source {
         };
         files.into_iter().map(|p| cache.stamp(p)).collect()
     }
+}
+
+/// Drops what a scheduled scenario no longer needs: the step specs and defaults as written
+/// (compiled into `steps` and `finally`), the vars as written (kept, with `--var`s applied, in
+/// `vars`) and the description. With many scenarios this is a third of the daemon's memory.
+pub fn compact(sc: &mut LoadedScenario) {
+    sc.scenario.steps = Vec::new();
+    sc.scenario.finally = Vec::new();
+    sc.scenario.vars = Default::default();
+    sc.scenario.defaults = None;
+    sc.scenario.description = None;
 }
 
 /// One scenario file's state, as polled.

@@ -137,10 +137,10 @@ impl App {
         }
     }
 
-    pub fn finished(&self, outcome: &ScenarioOutcome) {
+    pub fn finished(&self, outcome: &Arc<ScenarioOutcome>) {
         if let Some(s) = self.write().get_mut(&outcome.scenario) {
             s.running = false;
-            s.last = Some(Arc::new(outcome.clone()));
+            s.last = Some(outcome.clone());
         }
     }
 

@@ -1,0 +1,614 @@
+//! Serve-mode benchmarks (figures printed, nothing asserted; not part of `cargo test`):
+//!
+//! - `scale`: 10,000 one-step HTTP scenarios at a 10 s interval in this one process (the
+//!   scheduler, runner, metrics and HTTP server of `flowprobe serve`) against a local nginx:
+//!   RSS, CPU, scheduling lag p50/p99 (goal: RSS ≤ 150 MiB, lag p99 ≤ 20 ms).
+//! - `cost`: CPU-seconds per 1,000 HTTP probes with a new connection each, `flowprobe serve`
+//!   versus Prometheus blackbox_exporter driven through `/probe`, same nginx target, both read
+//!   from /proc/PID/stat in the same run (goal: flowprobe ≤ 0.5× blackbox_exporter).
+//! - `fidelity`: a target that answers exactly 50 ms after the request; the p50 and p99 that
+//!   `flowprobe_step_latency_seconds` reports against 50 ms (goal: p99 error ≤ 2 ms).
+//!
+//! `cargo bench --bench serve` runs all three (about three minutes); `cargo bench --bench
+//! serve -- fidelity` runs one.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flowprobe::metrics::Metrics;
+use flowprobe::scenario::{load_paths, LoadOptions};
+use flowprobe::schedule::{Event, EventFn, Scheduler};
+use flowprobe::server::App;
+use hdrhistogram::Histogram;
+use support::prometheus::{find, Prober};
+use support::{find_program, free_port, wait_for_port, ChildGuard};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --benches` runs bench targets as tests: nothing to do there.
+        println!("serve benchmarks run with `cargo bench --bench serve`");
+        return;
+    }
+    let chosen: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    let run = |name: &str| chosen.is_empty() || chosen.contains(&name);
+    if run("fidelity") {
+        fidelity();
+    }
+    if run("cost") {
+        cost();
+    }
+    if run("scale") {
+        scale();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc readings
+
+/// CPU seconds (user + system) of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at state (field 3).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15: indexes 11 and 12 after the state.
+    (ticks(11) + ticks(12)) / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// (VmRSS, VmHWM) in MiB.
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// targets
+
+/// nginx answering `200 ok` from memory on a free port: one worker, no access log.
+struct StaticNginx {
+    port: u16,
+    guard: ChildGuard,
+    _dir: tempfile::TempDir,
+}
+
+impl StaticNginx {
+    fn start() -> StaticNginx {
+        let nginx = find_program("nginx").expect("nginx is installed (scripts/setup.sh)");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("logs")).expect("logs dir");
+        let port = free_port();
+        let conf = format!(
+            "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {p}/t1; proxy_temp_path {p}/t2;\n  \
+             fastcgi_temp_path {p}/t3; uwsgi_temp_path {p}/t4; scgi_temp_path {p}/t5;\n  \
+             server {{ listen 127.0.0.1:{port} backlog=4096; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n",
+            p = p.display()
+        );
+        std::fs::write(p.join("nginx.conf"), conf).expect("nginx.conf");
+        let mut cmd = Command::new(nginx);
+        cmd.arg("-c")
+            .arg(p.join("nginx.conf"))
+            .arg("-p")
+            .arg(p)
+            .args(["-e", "stderr", "-g", "daemon off;"]);
+        let guard = ChildGuard::spawn("nginx", cmd, &p.join("logs/stderr.log")).expect("nginx");
+        wait_for_port(port, Duration::from_secs(5)).expect("nginx listens");
+        StaticNginx {
+            port,
+            guard,
+            _dir: dir,
+        }
+    }
+
+    /// CPU of the master and its worker(s).
+    fn cpu_seconds(&self) -> f64 {
+        let master = self.guard.pid();
+        let mut total = cpu_seconds(master);
+        if let Ok(children) =
+            std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+        {
+            for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+                total += cpu_seconds(pid);
+            }
+        }
+        total
+    }
+}
+
+/// A target that answers exactly `delay` after it has read a request, timed with a thread
+/// sleep (tens of µs accurate), one thread per connection. Returns its port and the delays it
+/// actually applied.
+fn precise_target(delay: Duration) -> (u16, Arc<Mutex<Vec<Duration>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let log = applied.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || serve_delayed(conn, delay, &log));
+        }
+    });
+    (port, applied)
+}
+
+fn serve_delayed(mut conn: TcpStream, delay: Duration, log: &Mutex<Vec<Duration>>) {
+    let _ = conn.set_nodelay(true);
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let read_at = Instant::now();
+    let until = read_at + delay;
+    // Sleep most of it, then spin: a loaded machine wakes sleepers late.
+    let spin = Duration::from_millis(2);
+    if delay > spin {
+        std::thread::sleep(delay - spin);
+    }
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    let _ = conn.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nok\n",
+    );
+    let answered = read_at.elapsed();
+    if let Ok(mut l) = log.lock() {
+        l.push(answered);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn write_scenarios(dir: &Path, n: usize, interval: &str, url: &str) -> PathBuf {
+    let path = dir.join("scenarios");
+    std::fs::create_dir_all(&path).expect("scenario dir");
+    for i in 0..n {
+        std::fs::write(
+            path.join(format!("s{i:05}.yaml")),
+            format!(
+                "name: probe-{i:05}\nschedule: {{interval: {interval}}}\nsteps:\n  - name: get\n    http: {{url: \"{url}\"}}\n    assert: [\"status == 200\"]\n"
+            ),
+        )
+        .expect("write scenario");
+    }
+    path
+}
+
+fn ms(d: u64) -> f64 {
+    d as f64 / 1000.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// fidelity
+
+fn fidelity() {
+    println!("\n== fidelity: a target answering after exactly 50 ms ==");
+    let (port, applied) = precise_target(Duration::from_millis(50));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://127.0.0.1:{port}/slow");
+    let scenarios = write_scenarios(dir.path(), 5, "100ms", &url);
+    let probe = Prober::start(&[&scenarios], &[], &[], &dir.path().join("serve.log"));
+    let window = Duration::from_secs(40);
+    std::thread::sleep(window);
+    let text = probe.scrape();
+    let truth: Vec<Duration> = applied.lock().map(|v| v.clone()).unwrap_or_default();
+    let mut server = Histogram::<u64>::new(3).expect("histogram");
+    for d in &truth {
+        let _ = server.record(d.as_micros() as u64);
+    }
+    println!(
+        "target: {} requests, answered after p50 {:.3} ms, p99 {:.3} ms (server-side truth)",
+        truth.len(),
+        ms(server.value_at_quantile(0.5)),
+        ms(server.value_at_quantile(0.99))
+    );
+    let mut worst: f64 = 0.0;
+    for s in find(
+        &text,
+        "flowprobe_step_latency_seconds",
+        &[("quantile", "0.5")],
+    ) {
+        let sc = s.label("scenario").unwrap_or("").to_string();
+        let q = |quantile: &str| {
+            find(
+                &text,
+                "flowprobe_step_latency_seconds",
+                &[("scenario", &sc), ("quantile", quantile)],
+            )
+            .first()
+            .map(|s| s.value * 1000.0)
+            .unwrap_or(f64::NAN)
+        };
+        let count = find(
+            &text,
+            "flowprobe_step_latency_seconds_count",
+            &[("scenario", &sc)],
+        )
+        .first()
+        .map(|s| s.value)
+        .unwrap_or(0.0);
+        let (p50, p99) = (q("0.5"), q("0.99"));
+        worst = worst.max((p99 - 50.0).abs()).max((p50 - 50.0).abs());
+        println!(
+            "{sc}: {count:.0} runs, reported p50 {p50:.3} ms (error {:+.3} ms), p99 {p99:.3} ms (error {:+.3} ms)",
+            p50 - 50.0,
+            p99 - 50.0
+        );
+    }
+    println!("worst |reported - 50 ms| over p50/p99: {worst:.3} ms (goal ≤ 2 ms)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// cost per probe
+
+fn cost() {
+    println!("\n== cost per probe: flowprobe serve vs blackbox_exporter, new connection each ==");
+    let nginx = StaticNginx::start();
+    let target = format!("http://127.0.0.1:{}/", nginx.port);
+    let probes = 1000usize;
+
+    // blackbox_exporter through /probe, one probe at a time.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bb = find_program("prometheus-blackbox-exporter")
+        .or_else(|| find_program("blackbox_exporter"))
+        .expect("prometheus-blackbox-exporter is installed (scripts/setup.sh)");
+    let cfg = dir.path().join("blackbox.yml");
+    std::fs::write(
+        &cfg,
+        "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n",
+    )
+    .expect("blackbox config");
+    let bb_port = free_port();
+    let mut cmd = Command::new(bb);
+    cmd.arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{bb_port}"))
+        .arg("--log.level=warn");
+    let bb_guard =
+        ChildGuard::spawn("blackbox_exporter", cmd, &dir.path().join("bb.log")).expect("blackbox");
+    wait_for_port(bb_port, Duration::from_secs(10)).expect("blackbox listens");
+    let path = format!(
+        "/probe?module=http_2xx&target={}",
+        url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
+    );
+    // Driven like Prometheus drives it: one kept-alive connection to /probe.
+    let mut driver = KeepAlive::connect(bb_port);
+    for _ in 0..20 {
+        let _ = driver.get(&path);
+    }
+    let bb_cpu0 = cpu_seconds(bb_guard.pid());
+    let t = Instant::now();
+    let mut ok = 0;
+    for _ in 0..probes {
+        if driver.get(&path).contains("probe_success 1") {
+            ok += 1;
+        }
+    }
+    let bb_wall = t.elapsed();
+    let bb_cpu = cpu_seconds(bb_guard.pid()) - bb_cpu0;
+    println!(
+        "blackbox_exporter: {ok}/{probes} successful probes in {:.1} s, {:.3} CPU-s → {:.3} CPU-s per 1,000 probes",
+        bb_wall.as_secs_f64(),
+        bb_cpu,
+        bb_cpu / ok.max(1) as f64 * 1000.0
+    );
+    drop(bb_guard);
+
+    // flowprobe serve: 100 scenarios at 1 s, counted through its own runs_total. Logging at
+    // warn, like blackbox_exporter above (at the default info level add a log line per run).
+    let scenarios = write_scenarios(dir.path(), 100, "1s", &target);
+    let probe = Prober::start(
+        &[&scenarios],
+        &[],
+        &[("RUST_LOG", "flowprobe=warn")],
+        &dir.path().join("serve.log"),
+    );
+    let total_runs = |text: &str| -> f64 {
+        find(text, "flowprobe_runs_total", &[])
+            .iter()
+            .map(|s| s.value)
+            .sum()
+    };
+    // Let every scenario's grid start (first runs spread over one interval).
+    std::thread::sleep(Duration::from_millis(2500));
+    let runs0 = total_runs(&probe.scrape());
+    let cpu0 = cpu_seconds(probe.guard.pid());
+    let t = Instant::now();
+    // No scrape in between: 1,000 probes at 100/s take 10 s.
+    std::thread::sleep(Duration::from_millis(10_200));
+    let cpu = cpu_seconds(probe.guard.pid()) - cpu0;
+    let runs1 = total_runs(&probe.scrape());
+    let done = runs1 - runs0;
+    let failures: f64 = find(
+        &probe.scrape(),
+        "flowprobe_runs_total",
+        &[("outcome", "failure")],
+    )
+    .iter()
+    .map(|s| s.value)
+    .sum();
+    let fp_per_1000 = cpu / done * 1000.0;
+    let bb_per_1000 = bb_cpu / ok.max(1) as f64 * 1000.0;
+    println!(
+        "flowprobe serve:   {done:.0} probes ({failures:.0} failed) in {:.1} s, {cpu:.3} CPU-s → {fp_per_1000:.3} CPU-s per 1,000 probes",
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "ratio flowprobe / blackbox_exporter: {:.2} (goal ≤ 0.5); nginx used {:.3} CPU-s in all",
+        fp_per_1000 / bb_per_1000,
+        nginx.cpu_seconds()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// scale
+
+fn scale() {
+    println!("\n== scale: 10,000 one-step HTTP scenarios at 10 s in one process ==");
+    let nginx = StaticNginx::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("http://127.0.0.1:{}/", nginx.port);
+    let scenarios = write_scenarios(dir.path(), 10_000, "10s", &url);
+    let me = std::process::id();
+    let (rss_start, _) = rss_mib(me);
+    // As in `flowprobe serve`: an info event per run is formatted (here into a sink).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("flowprobe=info"))
+        .with_writer(std::io::sink)
+        .init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let t = Instant::now();
+        let mut set = load_paths(&[scenarios], &LoadOptions::default()).expect("valid scenarios");
+        set.iter_mut().for_each(flowprobe::serve::compact);
+        let load_time = t.elapsed();
+        let (rss_loaded, _) = rss_mib(me);
+        let metrics = Arc::new(Metrics::new(&[], &[]).expect("metrics"));
+        metrics.sync(&set);
+        let (rss_metrics, _) = rss_mib(me);
+        let app = Arc::new(App::new(metrics.clone(), None));
+        app.sync(&set);
+        let (rss_status, _) = rss_mib(me);
+        println!(
+            "loaded 10,000 scenarios in {:.2} s; RSS {rss_start:.1} MiB at start, {rss_loaded:.1} loaded, \
+             {rss_metrics:.1} with metrics series, {rss_status:.1} with /status entries",
+            load_time.as_secs_f64()
+        );
+
+        // The serve wiring, plus a lag recorder.
+        let lags = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
+        let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ev_app, ev_lags, ev_measuring) = (app.clone(), lags.clone(), measuring.clone());
+        let on_event: EventFn = Arc::new(move |e: Event<'_>| match e {
+            Event::Scheduled { name, at } => {
+                let wall = std::time::SystemTime::now()
+                    + at.saturating_duration_since(tokio::time::Instant::now());
+                ev_app.set_next_run(name, wall);
+            }
+            Event::Started { name, lag, .. } => {
+                ev_app.set_running(name);
+                if ev_measuring.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(mut h) = ev_lags.lock() {
+                        let _ = h.record(lag.as_micros() as u64);
+                    }
+                }
+            }
+            Event::Skipped { name } => ev_app.metrics.record_skipped(name),
+            Event::Finished { outcome } => {
+                ev_app.metrics.record(outcome);
+                ev_app.finished(outcome);
+            }
+        });
+        let scheduler = Scheduler::new(64, flowprobe::schedule::runner(), on_event);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let http_port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, flowprobe::server::router(app)).await;
+        });
+        scheduler.apply(set.into_iter().map(Arc::new).collect());
+        println!("RSS {:.1} MiB with 10,000 scheduling loops", rss_mib(me).0);
+
+        // The first interval spreads the first runs; measure the next ones.
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        measuring.store(true, std::sync::atomic::Ordering::Relaxed);
+        let runs_before = total(&metrics);
+        let cpu0 = cpu_seconds(me);
+        let nginx_cpu0 = nginx.cpu_seconds();
+        let measure = Duration::from_secs(60);
+        let t = Instant::now();
+        let mut rss_max: f64 = 0.0;
+        while t.elapsed() < measure {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            rss_max = rss_max.max(rss_mib(me).0);
+        }
+        let elapsed = t.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(me) - cpu0;
+        let nginx_cpu = nginx.cpu_seconds() - nginx_cpu0;
+        let runs_after = total(&metrics);
+        measuring.store(false, std::sync::atomic::Ordering::Relaxed);
+        let (success, failure, skipped) = (
+            runs_after.0 - runs_before.0,
+            runs_after.1 - runs_before.1,
+            runs_after.2 - runs_before.2,
+        );
+        let h = lags.lock().map(|h| h.clone()).expect("lags");
+        println!(
+            "{:.0} s measured: {} runs ({:.0}/s), {} failed, {} skipped",
+            elapsed,
+            success + failure,
+            (success + failure) as f64 / elapsed,
+            failure,
+            skipped
+        );
+        println!(
+            "CPU {:.1} s = {:.0}% of one core ({:.1}% of the 2-core machine); nginx {:.0}% of a core",
+            cpu,
+            cpu / elapsed * 100.0,
+            cpu / elapsed * 50.0,
+            nginx_cpu / elapsed * 100.0
+        );
+        println!(
+            "scheduling lag (due → started, {} runs): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (goal p99 ≤ 20 ms)",
+            h.len(),
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.max())
+        );
+        println!("RSS max {rss_max:.1} MiB while running (goal ≤ 150 MiB)");
+
+        // One scrape of the whole exposition, streamed.
+        let t = Instant::now();
+        let (bytes, lines) = tokio::task::spawn_blocking(move || count_scrape(http_port))
+            .await
+            .expect("scrape task");
+        let (rss_after, hwm) = rss_mib(me);
+        println!(
+            "/metrics: {:.1} MiB, {lines} lines in {:.2} s (streamed; read and discarded); RSS {rss_after:.1} MiB after, peak {hwm:.1} MiB",
+            bytes as f64 / 1048576.0,
+            t.elapsed().as_secs_f64()
+        );
+        scheduler.shutdown(Duration::from_secs(10)).await;
+    });
+    runtime.shutdown_background();
+}
+
+/// Scrapes /metrics without keeping it: (bytes, lines).
+fn count_scrape(port: u16) -> (usize, usize) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("request");
+    let (mut bytes, mut lines) = (0, 0);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                bytes += n;
+                lines += buf[..n].iter().filter(|b| **b == b'\n').count();
+            }
+        }
+    }
+    (bytes, lines)
+}
+
+/// An HTTP/1.1 client on one kept-alive connection (Content-Length or chunked answers).
+struct KeepAlive {
+    port: u16,
+    reader: std::io::BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    fn connect(port: u16) -> KeepAlive {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        KeepAlive {
+            port,
+            reader: std::io::BufReader::new(s),
+        }
+    }
+
+    /// GET `path`; the body ("" on any error).
+    fn get(&mut self, path: &str) -> String {
+        use std::io::BufRead;
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            self.port
+        );
+        if self.reader.get_mut().write_all(req.as_bytes()).is_err() {
+            return String::new();
+        }
+        let (mut length, mut chunked) = (0usize, false);
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return String::new();
+            }
+            let l = line.trim_end().to_ascii_lowercase();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if l.starts_with("transfer-encoding:") && l.contains("chunked") {
+                chunked = true;
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                let mut size = String::new();
+                if self.reader.read_line(&mut size).unwrap_or(0) == 0 {
+                    break;
+                }
+                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                let mut chunk = vec![0u8; n + 2];
+                if self.reader.read_exact(&mut chunk).is_err() || n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        } else {
+            body.resize(length, 0);
+            if self.reader.read_exact(&mut body).is_err() {
+                return String::new();
+            }
+        }
+        String::from_utf8_lossy(&body).into_owned()
+    }
+}
+
+/// (success, failure, skipped) over all scenarios.
+fn total(metrics: &Metrics) -> (u64, u64, u64) {
+    metrics
+        .scenario_names()
+        .iter()
+        .filter_map(|n| metrics.counts(n))
+        .fold((0, 0, 0), |a, c| {
+            (a.0 + c.success, a.1 + c.failure, a.2 + c.skipped)
+        })
+}
