@@ -280,6 +280,9 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
         shard: args.shard,
         labels: args.labels.clone(),
     };
+    // Stamped before loading: a change made while loading is seen by the first poll.
+    let mut cache = FileCache::default();
+    let mut stamps = source.fingerprint(&mut cache);
     let initial = match source.load(true) {
         Ok(set) => set,
         Err(errors) => {
@@ -332,8 +335,6 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
         app: app.clone(),
         scheduler,
     });
-    let mut cache = FileCache::default();
-    let mut stamps = daemon.source.fingerprint(&mut cache);
     let count = initial.len();
     daemon.apply(initial);
     app.set_ready(true);
@@ -365,7 +366,7 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
         tokio::spawn(async move {
             loop {
                 let trigger = tokio::select! {
-                    _ = hup.recv() => "SIGHUP",
+                    Some(()) = hup.recv() => "SIGHUP",
                     _ = tokio::time::sleep(watch_every), if !watch_every.is_zero() => {
                         let source = daemon.source.clone();
                         let (new, c) = tokio::task::spawn_blocking(move || {
