@@ -34,7 +34,9 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(format!("nothing listened on 127.0.0.1:{port} within {timeout:?}"))
+    Err(format!(
+        "nothing listened on 127.0.0.1:{port} within {timeout:?}"
+    ))
 }
 
 /// A child process that is stopped by its PID (SIGTERM, then SIGKILL) when dropped.
@@ -49,7 +51,9 @@ impl ChildGuard {
     /// Spawns `cmd` with stdout and stderr going to `log`.
     pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<ChildGuard, String> {
         let out = std::fs::File::create(log).map_err(|e| format!("{name}: log file: {e}"))?;
-        let err = out.try_clone().map_err(|e| format!("{name}: log file: {e}"))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| format!("{name}: log file: {e}"))?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
