@@ -285,7 +285,8 @@ fn cost() {
     println!("\n== cost per probe: flowprobe serve vs blackbox_exporter, new connection each ==");
     let nginx = StaticNginx::start();
     let target = format!("http://127.0.0.1:{}/", nginx.port);
-    let probes = 1000usize;
+    // 3,000 of each, for a few hundred CPU ticks per figure.
+    let probes = 3000usize;
 
     // blackbox_exporter through /probe, one probe at a time.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -333,9 +334,9 @@ fn cost() {
     );
     drop(bb_guard);
 
-    // flowprobe serve: 100 scenarios at 1 s, counted through its own runs_total. Logging at
+    // flowprobe serve: 300 scenarios at 1 s, counted through its own runs_total. Logging at
     // warn, like blackbox_exporter above (at the default info level add a log line per run).
-    let scenarios = write_scenarios(dir.path(), 100, "1s", &target);
+    let scenarios = write_scenarios(dir.path(), 300, "1s", &target);
     let probe = Prober::start(
         &[&scenarios],
         &[],
@@ -353,7 +354,7 @@ fn cost() {
     let runs0 = total_runs(&probe.scrape());
     let cpu0 = cpu_seconds(probe.guard.pid());
     let t = Instant::now();
-    // No scrape in between: 1,000 probes at 100/s take 10 s.
+    // No scrape in between: 3,000 probes at 300/s take 10 s.
     std::thread::sleep(Duration::from_millis(10_200));
     let cpu = cpu_seconds(probe.guard.pid()) - cpu0;
     let runs1 = total_runs(&probe.scrape());
