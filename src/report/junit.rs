@@ -4,23 +4,7 @@ use std::fmt::Write;
 
 use crate::outcome::{ScenarioOutcome, StepStatus};
 
-/// Escapes text for XML attributes and content; drops characters XML 1.0 forbids.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
+use super::escape_markup as esc;
 
 /// Renders the report document.
 pub fn render(outcomes: &[ScenarioOutcome]) -> String {
