@@ -8,9 +8,9 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{StepContext, StepError};
+use super::{read_config_file, render_config, StepContext, StepError};
 use crate::outcome::Reason;
-use crate::template::{render, Resolve};
+use crate::template::Resolve;
 use crate::units::Size;
 
 /// Query keywords an HTTP step answers.
@@ -266,7 +266,7 @@ fn parse_resolve_addr(addr: &str, default_port: u16) -> Option<SocketAddr> {
 
 fn render_json(v: &serde_json::Value, r: &dyn Resolve) -> Result<serde_json::Value, StepError> {
     Ok(match v {
-        serde_json::Value::String(s) => serde_json::Value::String(rend(s, r)?),
+        serde_json::Value::String(s) => serde_json::Value::String(render_config(s, r)?),
         serde_json::Value::Array(a) => serde_json::Value::Array(
             a.iter()
                 .map(|x| render_json(x, r))
@@ -280,19 +280,6 @@ fn render_json(v: &serde_json::Value, r: &dyn Resolve) -> Result<serde_json::Val
             serde_json::Value::Object(out)
         }
         other => other.clone(),
-    })
-}
-
-fn rend(s: &str, r: &dyn Resolve) -> Result<String, StepError> {
-    render(s, r).map_err(|e| StepError::new(Reason::Config, e.0))
-}
-
-fn read_file(path: &str, what: &str) -> Result<Vec<u8>, StepError> {
-    std::fs::read(path).map_err(|e| {
-        StepError::new(
-            Reason::Config,
-            format!("cannot read {what} {path}: {}", e.kind()),
-        )
     })
 }
 
@@ -322,7 +309,7 @@ fn build_client(
     }
     if let Some(tls) = &spec.tls {
         if let Some(ca) = &tls.ca_file {
-            let pem = read_file(&rend(ca, r)?, "CA file")?;
+            let pem = read_config_file(&render_config(ca, r)?, "CA file")?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 StepError::new(Reason::Config, format!("CA file {ca} is not PEM: {e}"))
             })?;
@@ -331,9 +318,9 @@ fn build_client(
             }
         }
         if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            let mut pem = read_file(&rend(cert, r)?, "client certificate")?;
+            let mut pem = read_config_file(&render_config(cert, r)?, "client certificate")?;
             pem.push(b'\n');
-            pem.extend(read_file(&rend(key, r)?, "client key")?);
+            pem.extend(read_config_file(&render_config(key, r)?, "client key")?);
             let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
                 StepError::new(
                     Reason::Config,
@@ -349,8 +336,8 @@ fn build_client(
     let default_port = url.port_or_known_default().unwrap_or(443);
     for (host, addr) in &spec.resolve {
         // The host may be a template too (`${{ vars.ingress_host }}`), like the URL.
-        let host = rend(host, r)?;
-        let addr_s = rend(addr, r)?;
+        let host = render_config(host, r)?;
+        let addr_s = render_config(addr, r)?;
         let sock = parse_resolve_addr(&addr_s, default_port).ok_or_else(|| {
             StepError::new(
                 Reason::Config,
@@ -427,7 +414,7 @@ pub async fn execute(
         .url
         .as_deref()
         .ok_or_else(|| StepError::new(Reason::Config, "http step has no url"))?;
-    let url_s = rend(raw_url, r)?;
+    let url_s = render_config(raw_url, r)?;
     let mut url = reqwest::Url::parse(&url_s)
         .map_err(|e| StepError::new(Reason::Config, format!("invalid url `{url_s}`: {e}")))?;
     // The URL for messages: redacted as rendered, before percent-encoding could hide a secret
@@ -437,7 +424,7 @@ pub async fn execute(
     if !spec.query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for (k, v) in &spec.query {
-            let (k, v) = (rend(k, r)?, rend(v, r)?);
+            let (k, v) = (render_config(k, r)?, render_config(v, r)?);
             pairs.append_pair(&k, &v);
             let pair: String = url::form_urlencoded::Serializer::new(String::new())
                 .append_pair(&k, &v)
@@ -452,12 +439,12 @@ pub async fn execute(
         .map_err(|_| StepError::new(Reason::Config, format!("invalid method {method}")))?;
     let mut req = client.request(method, url.clone());
     for (k, v) in &spec.headers {
-        req = req.header(rend(k, r)?, rend(v, r)?);
+        req = req.header(render_config(k, r)?, render_config(v, r)?);
     }
     if let Some(auth) = &spec.auth {
         if let Some(basic) = &auth.basic {
-            let user = rend(&basic.username, r)?;
-            let pass = rend(&basic.password, r)?;
+            let user = render_config(&basic.username, r)?;
+            let pass = render_config(&basic.password, r)?;
             if ctx.redactor.redact(&pass) != pass {
                 use base64::Engine;
                 let encoded =
@@ -466,18 +453,18 @@ pub async fn execute(
             }
             req = req.basic_auth(user, Some(pass));
         } else if let Some(token) = &auth.bearer {
-            req = req.bearer_auth(rend(token, r)?);
+            req = req.bearer_auth(render_config(token, r)?);
         }
     }
     if let Some(body) = &spec.body {
         if let Some(raw) = &body.raw {
-            req = req.body(rend(raw, r)?);
+            req = req.body(render_config(raw, r)?);
         } else if let Some(json) = &body.json {
             req = req.json(&render_json(json, r)?);
         } else if let Some(form) = &body.form {
             let fields: Vec<(String, String)> = form
                 .iter()
-                .map(|(k, v)| Ok((k.clone(), rend(v, r)?)))
+                .map(|(k, v)| Ok((k.clone(), render_config(v, r)?)))
                 .collect::<Result<_, StepError>>()?;
             req = req.form(&fields);
         }

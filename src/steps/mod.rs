@@ -47,6 +47,22 @@ impl StepError {
     }
 }
 
+/// Renders a scenario string; a template that cannot be resolved is a configuration error.
+pub(crate) fn render_config(s: &str, r: &dyn Resolve) -> Result<String, StepError> {
+    crate::template::render(s, r).map_err(|e| StepError::new(Reason::Config, e.0))
+}
+
+/// Reads a file the scenario names (CA, client certificate or key); failing is a
+/// configuration error that shows the path but never the content.
+pub(crate) fn read_config_file(path: &str, what: &str) -> Result<Vec<u8>, StepError> {
+    std::fs::read(path).map_err(|e| {
+        StepError::new(
+            Reason::Config,
+            format!("cannot read {what} {path}: {}", e.kind()),
+        )
+    })
+}
+
 /// What a step needs from its run: values for templates, the redactor, a time budget, and
 /// state shared by the steps of one run.
 pub struct StepContext<'a> {

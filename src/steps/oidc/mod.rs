@@ -26,10 +26,9 @@ use self::discovery::{add_phase, Discovered, Keys};
 use self::flows::{CodeRequest, Granted};
 use self::form::selector;
 use self::tokens::{header_kid, verify_access_token, verify_id_token, Expect};
-use super::{StepContext, StepError};
+use super::{render_config, StepContext, StepError};
 use crate::observation::Observation;
 use crate::outcome::Reason;
-use crate::template::render;
 
 pub use self::presets::Preset;
 pub use self::spec::{ClientAuth, Flow, LoginSpec, OidcSpec, PageRule};
@@ -59,7 +58,7 @@ const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_HOPS: u32 = 30;
 
 fn rend(s: &str, ctx: &StepContext<'_>) -> Result<String, StepError> {
-    render(s, ctx.resolver).map_err(|e| StepError::new(Reason::Config, e.0))
+    render_config(s, ctx.resolver)
 }
 
 fn rend_opt(s: &Option<String>, ctx: &StepContext<'_>) -> Result<Option<String>, StepError> {

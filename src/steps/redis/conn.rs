@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use redis::{ConnectionAddr, IntoConnectionInfo};
 
-use super::{errors, rend, RedisSpec};
+use super::{errors, RedisSpec};
 use crate::outcome::Reason;
-use crate::steps::{StepContext, StepError};
+use crate::steps::{read_config_file, render_config, StepContext, StepError};
 
 /// Where and how to connect; cheap to clone into a clean-up action.
 #[derive(Clone)]
@@ -41,15 +41,6 @@ fn install_crypto_provider() {
     });
 }
 
-fn read_pem(path: &str, what: &str) -> Result<Vec<u8>, StepError> {
-    std::fs::read(path).map_err(|e| {
-        StepError::new(
-            Reason::Config,
-            format!("cannot read {what} {path}: {}", e.kind()),
-        )
-    })
-}
-
 impl Target {
     pub(super) fn from_spec(spec: &RedisSpec, ctx: &StepContext<'_>) -> Result<Target, StepError> {
         let r = ctx.resolver;
@@ -57,7 +48,7 @@ impl Target {
             .url
             .as_deref()
             .ok_or_else(|| StepError::new(Reason::Config, "redis step has no url"))?;
-        let url_s = rend(raw, r)?;
+        let url_s = render_config(raw, r)?;
         let url = url::Url::parse(&url_s).map_err(|e| {
             // The URL may hold a password: show only what parsing said.
             StepError::new(Reason::Config, format!("invalid redis url: {e}"))
@@ -76,10 +67,10 @@ impl Target {
             .into_connection_info()
             .map_err(|e| StepError::new(Reason::Config, format!("invalid redis url: {e}")))?;
         if let Some(u) = &spec.username {
-            info.redis.username = Some(rend(u, r)?);
+            info.redis.username = Some(render_config(u, r)?);
         }
         if let Some(p) = &spec.password {
-            let pw = rend(p, r)?;
+            let pw = render_config(p, r)?;
             ctx.redactor.add("redis-password", &pw);
             info.redis.password = Some(pw);
         }
@@ -103,13 +94,13 @@ impl Target {
             // Certificate checks are off only when the scenario says `insecure: true`.
             *insecure = tls.insecure == Some(true);
             let root_cert = match &tls.ca_file {
-                Some(ca) => Some(read_pem(&rend(ca, r)?, "CA file")?),
+                Some(ca) => Some(read_config_file(&render_config(ca, r)?, "CA file")?),
                 None => None,
             };
             let client_tls = match (&tls.cert_file, &tls.key_file) {
                 (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
-                    client_cert: read_pem(&rend(c, r)?, "client certificate")?,
-                    client_key: read_pem(&rend(k, r)?, "client key")?,
+                    client_cert: read_config_file(&render_config(c, r)?, "client certificate")?,
+                    client_key: read_config_file(&render_config(k, r)?, "client key")?,
                 }),
                 _ => None,
             };

@@ -15,10 +15,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::http::TlsSpec;
-use super::{StepContext, StepError};
+use super::{render_config, StepContext, StepError};
 use crate::observation::Observation;
 use crate::outcome::Reason;
-use crate::template::{render, Expr, Template};
+use crate::template::{Expr, Template};
 use crate::units::{Dur, Size};
 
 pub use errors::classify;
@@ -104,7 +104,7 @@ pub enum RedisArg {
 impl RedisArg {
     fn render(&self, r: &dyn crate::template::Resolve) -> Result<String, StepError> {
         Ok(match self {
-            RedisArg::Str(s) => rend(s, r)?,
+            RedisArg::Str(s) => render_config(s, r)?,
             RedisArg::Int(n) => n.to_string(),
             RedisArg::Float(f) => f.to_string(),
             RedisArg::Bool(b) => b.to_string(),
@@ -221,10 +221,6 @@ impl RedisSpec {
     }
 }
 
-pub(crate) fn rend(s: &str, r: &dyn crate::template::Resolve) -> Result<String, StepError> {
-    render(s, r).map_err(|e| StepError::new(Reason::Config, e.0))
-}
-
 /// Unique phase names: `get`, then `get_2`, ... (phase names are metric labels: bounded by the
 /// scenario's own commands).
 fn phase_name(taken: &[(String, std::time::Duration)], base: &str) -> String {
@@ -302,7 +298,7 @@ async fn roundtrip(
 ) -> Result<(), StepError> {
     let r = ctx.resolver;
     let key = match &rt.key {
-        Some(k) => rend(k, r)?,
+        Some(k) => render_config(k, r)?,
         None => {
             let run_id = r
                 .resolve(&Expr::RunId)
@@ -311,7 +307,7 @@ async fn roundtrip(
         }
     };
     let value: Vec<u8> = match &rt.value {
-        Some(v) => rend(v, r)?.into_bytes(),
+        Some(v) => render_config(v, r)?.into_bytes(),
         None => {
             let size = rt.size.map(|s| s.0).unwrap_or(DEFAULT_VALUE_SIZE) as usize;
             let mut buf = vec![0u8; size];

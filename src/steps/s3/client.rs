@@ -17,8 +17,7 @@ use tokio::sync::OnceCell;
 
 use super::S3Spec;
 use crate::outcome::Reason;
-use crate::steps::redis::rend;
-use crate::steps::{StepContext, StepError};
+use crate::steps::{read_config_file, render_config, StepContext, StepError};
 
 /// Region used when neither the step nor the environment names one.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -80,29 +79,24 @@ async fn default_config() -> &'static aws_config::SdkConfig {
         .await
 }
 
-fn read_file(path: &str, what: &str) -> Result<Vec<u8>, StepError> {
-    std::fs::read(path).map_err(|e| {
-        StepError::new(
-            Reason::Config,
-            format!("cannot read {what} {path}: {}", e.kind()),
-        )
-    })
-}
-
 /// Builds the client for one attempt.
 pub async fn build(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<S3, StepError> {
     let r = ctx.resolver;
-    let bucket = rend(spec.bucket.as_deref().unwrap_or_default(), r)?;
-    let endpoint = spec.endpoint.as_deref().map(|e| rend(e, r)).transpose()?;
+    let bucket = render_config(spec.bucket.as_deref().unwrap_or_default(), r)?;
+    let endpoint = spec
+        .endpoint
+        .as_deref()
+        .map(|e| render_config(e, r))
+        .transpose()?;
     let static_creds = match (&spec.access_key_id, &spec.secret_access_key) {
         (Some(id), Some(secret)) => {
-            let id = rend(id, r)?;
-            let secret = rend(secret, r)?;
+            let id = render_config(id, r)?;
+            let secret = render_config(secret, r)?;
             ctx.redactor.add("s3-secret-access-key", &secret);
             let token = spec
                 .session_token
                 .as_deref()
-                .map(|t| rend(t, r))
+                .map(|t| render_config(t, r))
                 .transpose()?;
             if let Some(t) = &token {
                 ctx.redactor.add("s3-session-token", t);
@@ -125,7 +119,7 @@ pub async fn build(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<S3, StepError
         None => aws_sdk_s3::config::Builder::from(default_config().await),
     };
     let region = match &spec.region {
-        Some(reg) => Some(rend(reg, r)?),
+        Some(reg) => Some(render_config(reg, r)?),
         None if static_creds.is_some() => std::env::var("AWS_REGION").ok(),
         None => default_config().await.region().map(|r| r.to_string()),
     }
@@ -137,7 +131,10 @@ pub async fn build(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<S3, StepError
     // S3-compatible stores (MinIO, Ceph, s3s) usually want path-style; AWS virtual-hosted.
     b = b.force_path_style(spec.path_style.unwrap_or(endpoint.is_some()));
     if let Some(ca) = spec.tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
-        b = b.http_client(https_client_with_ca(&read_file(&rend(ca, r)?, "CA file")?)?);
+        b = b.http_client(https_client_with_ca(&read_config_file(
+            &render_config(ca, r)?,
+            "CA file",
+        )?)?);
     }
     let status = LastStatus::default();
     let b = b

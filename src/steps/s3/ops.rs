@@ -19,8 +19,7 @@ use super::{default_key, ledger, run_id, GetOp, KeyOp, ListOp, PutOp, Sweep};
 use crate::observation::Observation;
 use crate::outcome::Reason;
 use crate::steps::http::error_chain;
-use crate::steps::redis::rend;
-use crate::steps::{StepContext, StepError};
+use crate::steps::{render_config, StepContext, StepError};
 
 /// Default most bytes of a downloaded object kept for body queries.
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -71,12 +70,16 @@ pub async fn put(
     let r = ctx.resolver;
     let run = run_id(ctx)?;
     let key = match &op.key {
-        Some(k) => rend(k, r)?,
+        Some(k) => render_config(k, r)?,
         None => default_key(&run),
     };
-    let content_type = op.content_type.as_deref().map(|c| rend(c, r)).transpose()?;
+    let content_type = op
+        .content_type
+        .as_deref()
+        .map(|c| render_config(c, r))
+        .transpose()?;
     let mut payload = match &op.body {
-        Some(b) => Payload::fixed(Bytes::from(rend(b, r)?)),
+        Some(b) => Payload::fixed(Bytes::from(render_config(b, r)?)),
         None => Payload::random(
             op.size.map(|s| s.0).unwrap_or(super::DEFAULT_PAYLOAD_SIZE),
             rand::random(),
@@ -256,7 +259,7 @@ pub fn expected_checksum(
     ctx: &StepContext<'_>,
 ) -> Result<Option<(String, String)>, StepError> {
     if let Some(c) = explicit {
-        let text = rend(c, ctx.resolver)?;
+        let text = render_config(c, ctx.resolver)?;
         let hex = parse_checksum(&text).ok_or_else(|| {
             StepError::new(
                 Reason::Config,
@@ -293,7 +296,7 @@ pub async fn get(
     ctx: &StepContext<'_>,
     obs: &mut Observation,
 ) -> Result<(), StepError> {
-    let key = rend(&op.key, ctx.resolver)?;
+    let key = render_config(&op.key, ctx.resolver)?;
     let at = s3.at(&key);
     let expected = expected_checksum(op.checksum.as_deref(), s3, &key, ctx)?;
     let t = Instant::now();
@@ -346,7 +349,7 @@ pub async fn head(
     ctx: &StepContext<'_>,
     obs: &mut Observation,
 ) -> Result<(), StepError> {
-    let key = rend(&op.key, ctx.resolver)?;
+    let key = render_config(&op.key, ctx.resolver)?;
     let t = Instant::now();
     let out = s3
         .client
@@ -380,7 +383,7 @@ pub async fn delete(
     ctx: &StepContext<'_>,
     obs: &mut Observation,
 ) -> Result<(), StepError> {
-    let key = rend(&op.key, ctx.resolver)?;
+    let key = render_config(&op.key, ctx.resolver)?;
     let t = Instant::now();
     s3.client
         .delete_object()
@@ -441,7 +444,7 @@ pub async fn list(
     let prefix = op
         .prefix
         .as_deref()
-        .map(|p| rend(p, ctx.resolver))
+        .map(|p| render_config(p, ctx.resolver))
         .transpose()?
         .unwrap_or_default();
     let t = Instant::now();
@@ -468,7 +471,7 @@ pub async fn sweep(
     ctx: &StepContext<'_>,
     obs: &mut Observation,
 ) -> Result<(), StepError> {
-    let prefix = rend(&sw.prefix, ctx.resolver)?;
+    let prefix = render_config(&sw.prefix, ctx.resolver)?;
     let cutoff = sw.older_than.0.as_secs_f64();
     let t = Instant::now();
     let mut swept = 0u64;

@@ -18,8 +18,7 @@ use super::{default_key, ledger, run_id, PresignOp};
 use crate::observation::Observation;
 use crate::outcome::Reason;
 use crate::steps::http::{classify, error_chain, TlsSpec};
-use crate::steps::redis::rend;
-use crate::steps::{StepContext, StepError};
+use crate::steps::{read_config_file, render_config, StepContext, StepError};
 
 /// Lifetime of a presigned URL when the step gives none.
 const DEFAULT_EXPIRY: Duration = Duration::from_secs(300);
@@ -51,13 +50,8 @@ fn http_client(
         .user_agent(concat!("flowprobe/", env!("CARGO_PKG_VERSION")));
     if let Some(t) = tls {
         if let Some(ca) = &t.ca_file {
-            let path = rend(ca, r)?;
-            let pem = std::fs::read(&path).map_err(|e| {
-                StepError::new(
-                    Reason::Config,
-                    format!("cannot read CA file {path}: {}", e.kind()),
-                )
-            })?;
+            let path = render_config(ca, r)?;
+            let pem = read_config_file(&path, "CA file")?;
             for c in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 StepError::new(Reason::Config, format!("CA file {path} is not PEM: {e}"))
             })? {
@@ -69,7 +63,7 @@ fn http_client(
         }
     }
     for (host, addr) in &op.resolve {
-        let a = rend(addr, r)?;
+        let a = render_config(addr, r)?;
         let sock = parse_addr(&a).ok_or_else(|| {
             StepError::new(
                 Reason::Config,
@@ -155,7 +149,7 @@ pub async fn run(
         .unwrap_or("GET")
         .eq_ignore_ascii_case("PUT");
     let key = match &op.key {
-        Some(k) => rend(k, r)?,
+        Some(k) => render_config(k, r)?,
         None if put => default_key(&run),
         None => {
             return Err(StepError::new(
@@ -170,9 +164,13 @@ pub async fn run(
     let http = http_client(op, tls, ctx)?;
     let t = Instant::now();
     if put {
-        let content_type = op.content_type.as_deref().map(|c| rend(c, r)).transpose()?;
+        let content_type = op
+            .content_type
+            .as_deref()
+            .map(|c| render_config(c, r))
+            .transpose()?;
         let mut payload = match &op.body {
-            Some(b) => Payload::fixed(Bytes::from(rend(b, r)?)),
+            Some(b) => Payload::fixed(Bytes::from(render_config(b, r)?)),
             None => Payload::random(
                 op.size.map(|s| s.0).unwrap_or(super::DEFAULT_PAYLOAD_SIZE),
                 rand::random(),
