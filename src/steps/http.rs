@@ -283,6 +283,39 @@ fn render_json(v: &serde_json::Value, r: &dyn Resolve) -> Result<serde_json::Val
     })
 }
 
+/// Applies a step's TLS settings (private CA, client certificate, `insecure`) to a reqwest
+/// client: shared by the http step and the oidc step's clients.
+pub(crate) fn apply_tls(
+    mut b: reqwest::ClientBuilder,
+    tls: &TlsSpec,
+    r: &dyn Resolve,
+) -> Result<reqwest::ClientBuilder, StepError> {
+    if let Some(ca) = &tls.ca_file {
+        let pem = read_config_file(&render_config(ca, r)?, "CA file")?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| StepError::new(Reason::Config, format!("CA file {ca} is not PEM: {e}")))?;
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+        let mut pem = read_config_file(&render_config(cert, r)?, "client certificate")?;
+        pem.push(b'\n');
+        pem.extend(read_config_file(&render_config(key, r)?, "client key")?);
+        let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            StepError::new(
+                Reason::Config,
+                format!("client certificate/key invalid: {e}"),
+            )
+        })?;
+        b = b.identity(id);
+    }
+    if tls.insecure == Some(true) {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    Ok(b)
+}
+
 fn build_client(
     spec: &HttpSpec,
     url: &reqwest::Url,
@@ -308,30 +341,7 @@ fn build_client(
         None => {}
     }
     if let Some(tls) = &spec.tls {
-        if let Some(ca) = &tls.ca_file {
-            let pem = read_config_file(&render_config(ca, r)?, "CA file")?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                StepError::new(Reason::Config, format!("CA file {ca} is not PEM: {e}"))
-            })?;
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            let mut pem = read_config_file(&render_config(cert, r)?, "client certificate")?;
-            pem.push(b'\n');
-            pem.extend(read_config_file(&render_config(key, r)?, "client key")?);
-            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                StepError::new(
-                    Reason::Config,
-                    format!("client certificate/key invalid: {e}"),
-                )
-            })?;
-            b = b.identity(id);
-        }
-        if tls.insecure == Some(true) {
-            b = b.danger_accept_invalid_certs(true);
-        }
+        b = apply_tls(b, tls, r)?;
     }
     let default_port = url.port_or_known_default().unwrap_or(443);
     for (host, addr) in &spec.resolve {

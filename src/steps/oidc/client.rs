@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use openidconnect::{HttpClientError, HttpRequest, HttpResponse};
 
 use crate::outcome::Reason;
-use crate::steps::http::{classify, error_chain, TlsSpec};
+use crate::steps::http::{apply_tls, classify, error_chain, TlsSpec};
 use crate::steps::{StepContext, StepError};
-use crate::template::render;
 
 /// Builds a client; `jar` makes it a browser (cookies kept across its requests).
 pub fn build(
@@ -29,39 +28,7 @@ pub fn build(
         b = b.cookie_provider(jar);
     }
     if let Some(tls) = tls {
-        let read = |p: &str, what: &str| -> Result<Vec<u8>, StepError> {
-            let path = render(p, ctx.resolver).map_err(|e| StepError::new(Reason::Config, e.0))?;
-            std::fs::read(&path).map_err(|e| {
-                StepError::new(
-                    Reason::Config,
-                    format!("cannot read {what} {path}: {}", e.kind()),
-                )
-            })
-        };
-        if let Some(ca) = &tls.ca_file {
-            let pem = read(ca, "CA file")?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                StepError::new(Reason::Config, format!("CA file {ca} is not PEM: {e}"))
-            })?;
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-            let mut pem = read(cert, "client certificate")?;
-            pem.push(b'\n');
-            pem.extend(read(key, "client key")?);
-            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                StepError::new(
-                    Reason::Config,
-                    format!("client certificate/key invalid: {e}"),
-                )
-            })?;
-            b = b.identity(id);
-        }
-        if tls.insecure == Some(true) {
-            b = b.danger_accept_invalid_certs(true);
-        }
+        b = apply_tls(b, tls, ctx.resolver)?;
     }
     b.build()
         .map_err(|e| StepError::new(Reason::Config, format!("cannot build HTTP client: {e}")))
