@@ -39,6 +39,25 @@ fn strip_quotes(etag: &str) -> String {
     etag.trim_matches('"').to_string()
 }
 
+/// The `etag`, `age` and `content_type` outputs from an object's metadata (GetObject and
+/// HeadObject answer with the same headers through different types).
+fn object_meta(
+    obs: &mut Observation,
+    etag: Option<&str>,
+    last_modified: Option<&DateTime>,
+    content_type: Option<&str>,
+) {
+    if let Some(e) = etag {
+        obs.outputs.insert("etag".into(), strip_quotes(e).into());
+    }
+    if let Some(lm) = last_modified {
+        obs.outputs.insert("age".into(), json!(age_secs(lm)));
+    }
+    if let Some(ct) = content_type {
+        obs.outputs.insert("content_type".into(), ct.into());
+    }
+}
+
 /// Registers a clean-up that deletes `key` (and forgets what the run put there).
 fn delete_later(s3: &S3, ctx: &StepContext<'_>, run: &str, key: &str) {
     let (client, bucket, endpoint) = (s3.client.clone(), s3.bucket.clone(), s3.endpoint.clone());
@@ -310,15 +329,7 @@ pub async fn get(
         .map_err(|e| sdk_error("GetObject", &at, &e))?;
     let first_byte = t.elapsed();
     obs.add_phase("first_byte", first_byte);
-    if let Some(e) = out.e_tag() {
-        obs.outputs.insert("etag".into(), strip_quotes(e).into());
-    }
-    if let Some(lm) = out.last_modified() {
-        obs.outputs.insert("age".into(), json!(age_secs(lm)));
-    }
-    if let Some(ct) = out.content_type() {
-        obs.outputs.insert("content_type".into(), ct.into());
-    }
+    object_meta(obs, out.e_tag(), out.last_modified(), out.content_type());
     let mut body = out.body;
     let mut digest = Digester::new(op.max_body.map(|s| s.0).unwrap_or(DEFAULT_MAX_BODY) as usize);
     while let Some(chunk) = body.next().await {
@@ -363,15 +374,7 @@ pub async fn head(
     if let Some(n) = out.content_length() {
         obs.outputs.insert("size".into(), n.into());
     }
-    if let Some(e) = out.e_tag() {
-        obs.outputs.insert("etag".into(), strip_quotes(e).into());
-    }
-    if let Some(lm) = out.last_modified() {
-        obs.outputs.insert("age".into(), json!(age_secs(lm)));
-    }
-    if let Some(ct) = out.content_type() {
-        obs.outputs.insert("content_type".into(), ct.into());
-    }
+    object_meta(obs, out.e_tag(), out.last_modified(), out.content_type());
     obs.outputs.insert("key".into(), key.into());
     Ok(())
 }
