@@ -20,6 +20,8 @@ use crate::observation::Observation;
 use crate::outcome::Reason;
 use crate::steps::http::error_chain;
 use crate::steps::{render_config, StepContext, StepError};
+use crate::template::Resolve;
+use crate::units::Size;
 
 /// Default most bytes of a downloaded object kept for body queries.
 const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -79,6 +81,31 @@ fn delete_later(s3: &S3, ctx: &StepContext<'_>, run: &str, key: &str) {
         });
 }
 
+/// What a put uploads: the scenario's `body` text, else a random payload of `size` (new each
+/// run). Shared by `put` and the presigned PUT.
+pub fn payload_of(
+    body: Option<&str>,
+    size: Option<Size>,
+    r: &dyn Resolve,
+) -> Result<Payload, StepError> {
+    Ok(match body {
+        Some(b) => Payload::fixed(Bytes::from(render_config(b, r)?)),
+        None => Payload::random(
+            size.map(|s| s.0).unwrap_or(super::DEFAULT_PAYLOAD_SIZE),
+            rand::random(),
+        ),
+    })
+}
+
+/// Records what this run put at `key`, so a later get of it is verified.
+pub fn remember_put(s3: &S3, run: &str, key: &str, sha256: &str, size: u64) {
+    let put = ledger::Put {
+        sha256: sha256.to_string(),
+        size,
+    };
+    ledger::record(run, &s3.endpoint, &s3.bucket, key, put);
+}
+
 /// Uploads an object and records its SHA-256 for later gets of this run.
 pub async fn put(
     s3: &S3,
@@ -97,13 +124,7 @@ pub async fn put(
         .as_deref()
         .map(|c| render_config(c, r))
         .transpose()?;
-    let mut payload = match &op.body {
-        Some(b) => Payload::fixed(Bytes::from(render_config(b, r)?)),
-        None => Payload::random(
-            op.size.map(|s| s.0).unwrap_or(super::DEFAULT_PAYLOAD_SIZE),
-            rand::random(),
-        ),
-    };
+    let mut payload = payload_of(op.body.as_deref(), op.size, r)?;
     let threshold = op
         .multipart_threshold
         .map(|s| s.0)
@@ -143,16 +164,7 @@ pub async fn put(
         .await?
     };
     let sha256 = payload.finish();
-    ledger::record(
-        &run,
-        &s3.endpoint,
-        &s3.bucket,
-        &key,
-        ledger::Put {
-            sha256: sha256.clone(),
-            size,
-        },
-    );
+    remember_put(s3, &run, &key, &sha256, size);
     obs.outputs.insert("key".into(), key.into());
     obs.outputs.insert("size".into(), size.into());
     obs.outputs.insert("checksum".into(), sha256.into());

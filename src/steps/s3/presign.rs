@@ -12,8 +12,8 @@ use serde_json::json;
 
 use super::client::S3;
 use super::errors::{reason_for, sdk_error, xml_code};
-use super::ops::{expected_checksum, verify};
-use super::payload::{Digester, Payload};
+use super::ops::{expected_checksum, payload_of, remember_put, verify};
+use super::payload::Digester;
 use super::{default_key, ledger, run_id, PresignOp};
 use crate::observation::Observation;
 use crate::outcome::Reason;
@@ -169,13 +169,7 @@ pub async fn run(
             .as_deref()
             .map(|c| render_config(c, r))
             .transpose()?;
-        let mut payload = match &op.body {
-            Some(b) => Payload::fixed(Bytes::from(render_config(b, r)?)),
-            None => Payload::random(
-                op.size.map(|s| s.0).unwrap_or(super::DEFAULT_PAYLOAD_SIZE),
-                rand::random(),
-            ),
-        };
+        let mut payload = payload_of(op.body.as_deref(), op.size, r)?;
         let size = payload.size();
         let body = payload.next_chunk(size as usize).unwrap_or_default();
         let sha256 = payload.finish();
@@ -200,16 +194,7 @@ pub async fn run(
             obs.outputs
                 .insert("etag".into(), e.trim_matches('"').into());
         }
-        ledger::record(
-            &run,
-            &s3.endpoint,
-            &s3.bucket,
-            &key,
-            ledger::Put {
-                sha256: sha256.clone(),
-                size,
-            },
-        );
+        remember_put(s3, &run, &key, &sha256, size);
         obs.outputs.insert("size".into(), size.into());
         obs.outputs.insert("checksum".into(), sha256.into());
     } else {
