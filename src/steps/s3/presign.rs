@@ -17,6 +17,7 @@ use super::payload::Digester;
 use super::{default_key, ledger, run_id, PresignOp};
 use crate::observation::Observation;
 use crate::outcome::Reason;
+use crate::secrets::Redactor;
 use crate::steps::http::{classify, error_chain, TlsSpec};
 use crate::steps::{read_config_file, render_config, StepContext, StepError};
 
@@ -77,13 +78,13 @@ fn http_client(
 }
 
 /// Keeps the URL's signature out of every message and report.
-fn redact_signature(req: &PresignedRequest, ctx: &StepContext<'_>) {
+fn redact_signature(req: &PresignedRequest, redactor: &Redactor) {
     if let Ok(url) = url::Url::parse(req.uri()) {
         for (k, v) in url.query_pairs() {
             if k.eq_ignore_ascii_case("X-Amz-Signature")
                 || k.eq_ignore_ascii_case("X-Amz-Security-Token")
             {
-                ctx.redactor.add("presigned-url-signature", &v);
+                redactor.add("presigned-url-signature", &v);
             }
         }
     }
@@ -182,7 +183,7 @@ pub async fn run(
             .presigned(expiry.clone())
             .await
             .map_err(|e| sdk_error("presign PutObject", &at, &e))?;
-        redact_signature(&req, ctx);
+        redact_signature(&req, ctx.redactor);
         obs.add_phase("presign", t.elapsed());
         let what = format!("presigned PUT {}", shown(req.uri()));
         delete_later(s3, &http, expiry, ctx, &run, &key);
@@ -207,7 +208,7 @@ pub async fn run(
             .presigned(expiry)
             .await
             .map_err(|e| sdk_error("presign GetObject", &at, &e))?;
-        redact_signature(&req, ctx);
+        redact_signature(&req, ctx.redactor);
         obs.add_phase("presign", t.elapsed());
         let what = format!("presigned GET {}", shown(req.uri()));
         let t = Instant::now();
@@ -274,11 +275,7 @@ fn delete_later(
                 .presigned(expiry)
                 .await
                 .map_err(|e| error_chain(&e))?;
-            if let Ok(url) = url::Url::parse(req.uri()) {
-                if let Some((_, sig)) = url.query_pairs().find(|(k, _)| k == "X-Amz-Signature") {
-                    redactor.add("presigned-url-signature", &sig);
-                }
-            }
+            redact_signature(&req, &redactor);
             let what = format!("presigned DELETE {}", shown(req.uri()));
             let resp = send(&http, &req, None, &what)
                 .await
