@@ -382,21 +382,30 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
 }
 
-/// Maps a transport error to a reason by its kind and its source chain.
-pub fn classify(e: &reqwest::Error) -> Reason {
-    if e.is_timeout() {
-        return Reason::Timeout;
-    }
-    let chain = error_chain(e).to_lowercase();
+/// `dns` or `tls` when a lowercased error chain tells of a failed lookup or a failed
+/// certificate check or handshake (hyper, rustls and the AWS SDK word them alike).
+pub(crate) fn dns_or_tls(chain: &str) -> Option<Reason> {
     if chain.contains("dns error") || chain.contains("failed to lookup address") {
-        Reason::Dns
+        Some(Reason::Dns)
     } else if chain.contains("certificate")
         || chain.contains("tls")
         || chain.contains("handshake")
         || chain.contains("unknownissuer")
         || chain.contains("peer sent")
     {
-        Reason::Tls
+        Some(Reason::Tls)
+    } else {
+        None
+    }
+}
+
+/// Maps a transport error to a reason by its kind and its source chain.
+pub fn classify(e: &reqwest::Error) -> Reason {
+    if e.is_timeout() {
+        return Reason::Timeout;
+    }
+    if let Some(reason) = dns_or_tls(&error_chain(e).to_lowercase()) {
+        reason
     } else if e.is_redirect() {
         Reason::HttpStatus
     } else if e.is_builder() {

@@ -4,7 +4,7 @@
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
-use crate::steps::http::error_chain;
+use crate::steps::http::{dns_or_tls, error_chain};
 
 use crate::outcome::Reason;
 use crate::steps::StepError;
@@ -37,15 +37,8 @@ pub fn reason_for(code: Option<&str>, status: Option<u16>) -> Reason {
 /// Reason for a transport failure from its message chain.
 pub fn transport_reason(chain: &str) -> Reason {
     let t = chain.to_lowercase();
-    if t.contains("dns error") || t.contains("failed to lookup address") {
-        Reason::Dns
-    } else if t.contains("certificate")
-        || t.contains("tls")
-        || t.contains("handshake")
-        || t.contains("unknownissuer")
-        || t.contains("peer sent")
-    {
-        Reason::Tls
+    if let Some(reason) = dns_or_tls(&t) {
+        reason
     } else if t.contains("timed out") || t.contains("timeout") {
         Reason::Timeout
     } else {
