@@ -21,8 +21,7 @@ use crate::observation::Observation;
 use crate::outcome::Reason;
 use crate::units::{Dur, Size};
 
-pub use errors::reason_for;
-pub use payload::parse_checksum;
+use payload::parse_checksum;
 
 /// Query keywords an s3 step answers.
 pub const QUERIES: &[&str] = &[
