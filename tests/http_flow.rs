@@ -149,7 +149,10 @@ steps:
     assert_eq!(ing.app_a.hits("/whoami"), 1);
     assert_eq!(ing.app_b.hits("/whoami"), 2);
     // nginx saw the names in SNI, not only in Host.
-    let log = ing.nginx.access_log();
+    let log = ing.nginx.access_log_with(&[
+        " shop.test shop.test \"GET /whoami",
+        " api.test api.test \"GET /whoami",
+    ]);
     assert!(log.contains(" shop.test shop.test \"GET /whoami"), "{log}");
     assert!(log.contains(" api.test api.test \"GET /whoami"), "{log}");
 }
@@ -411,7 +414,9 @@ steps:
     )
     .await;
     assert!(o.success, "{}", describe(&o));
-    let log = ing.nginx.access_log();
+    let log = ing
+        .nginx
+        .access_log_with(&["\"GET /health HTTP/1.1\"", "\"GET /health HTTP/2.0\""]);
     assert!(log.contains("\"GET /health HTTP/1.1\""), "{log}");
     assert!(log.contains("\"GET /health HTTP/2.0\""), "{log}");
 }

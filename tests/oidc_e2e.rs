@@ -68,7 +68,7 @@ fn login_then_the_api_sees_the_same_user_and_nothing_secret_leaks() {
     );
 
     // The request went through nginx into the app, with a token the app accepted.
-    let access = stack.nginx.access_log();
+    let access = stack.nginx.access_log_with(&["\"GET /api/me "]);
     assert!(
         access
             .lines()

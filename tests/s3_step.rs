@@ -578,7 +578,10 @@ steps:
     )
     .await;
     assert!(o.success, "{}\n{}", describe(&o), nginx.log_text());
-    let log = nginx.access_log();
+    let log = nginx.access_log_with(&[
+        "s3.test \"PUT /probe-artifacts/flowprobe/",
+        "s3.test \"DELETE /probe-artifacts/flowprobe/",
+    ]);
     assert!(
         log.contains("s3.test \"PUT /probe-artifacts/flowprobe/"),
         "{log}"

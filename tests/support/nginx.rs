@@ -150,6 +150,19 @@ impl Nginx {
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.prefix.join("logs/access.log")).unwrap_or_default()
     }
+
+    /// The access log once it holds every one of `needles` (nginx writes a request's line only
+    /// after the client has its answer), or as it is after 5 s, for the caller's assertion.
+    pub fn access_log_with(&self, needles: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let log = self.access_log();
+            if needles.iter().all(|n| log.contains(n)) || std::time::Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 #[cfg(unix)]
