@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use flowprobe::outcome::{Reason, ScenarioOutcome, StepOutcome, StepStatus};
 use flowprobe::runner::run_scenario;
-use flowprobe::scenario::load::load_source;
-use flowprobe::scenario::LoadOptions;
 use support::nginx::{Ingress, EXPIRED, SHOP, SOON, WRONG_HOST};
 use support::tls::TestCa;
+use support::{describe, load_scenario};
 
 fn vars(ing: &Ingress) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -29,30 +28,11 @@ async fn run_with(ing: &Ingress, extra: &[(&str, String)], yaml: &str) -> Scenar
     for (k, val) in extra {
         v.insert(k.to_string(), val.clone());
     }
-    let opts = LoadOptions {
-        vars: v,
-        check_secrets: true,
-    };
-    let sc = match load_source("fail.yaml", yaml, &opts) {
-        Ok(sc) => sc,
-        Err(diags) => panic!(
-            "scenario does not load:\n{}",
-            diags
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-    };
-    run_scenario(&sc, 1).await
+    run_scenario(&load_scenario("fail.yaml", yaml, v), 1).await
 }
 
 async fn run(ing: &Ingress, yaml: &str) -> ScenarioOutcome {
     run_with(ing, &[], yaml).await
-}
-
-fn describe(o: &ScenarioOutcome) -> String {
-    flowprobe::report::terminal::render_outcome(o, false, false)
 }
 
 fn failed_step(o: &ScenarioOutcome) -> &StepOutcome {
@@ -400,12 +380,7 @@ steps:
       resolve: {shop.test: 127.0.0.1}
       tls: {ca_file: "${{ vars.ca }}"}
 "#;
-    let opts = LoadOptions {
-        vars,
-        check_secrets: true,
-    };
-    let sc = load_source("fail.yaml", yaml, &opts).unwrap();
-    let o = run_scenario(&sc, 1).await;
+    let o = run_scenario(&load_scenario("fail.yaml", yaml, vars), 1).await;
     let step = failed_step(&o);
     assert_eq!(step.reason, Some(Reason::HttpStatus));
     let msg = step.message.as_deref().unwrap_or("");

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use flowprobe::outcome::{Reason, ScenarioOutcome, StepStatus};
 use flowprobe::runner::run_scenario;
-use flowprobe::scenario::load::load_source;
-use flowprobe::scenario::{LoadOptions, LoadedScenario};
+use flowprobe::scenario::LoadedScenario;
 use support::nginx::{Ingress, API, MTLS, SHOP};
+use support::{describe, load_scenario};
 
 /// Vars every scenario here can use: base URLs on the ingress, the CA, the backends.
 fn vars(ing: &Ingress) -> BTreeMap<String, String> {
@@ -27,30 +27,12 @@ fn vars(ing: &Ingress) -> BTreeMap<String, String> {
 fn load(ing: &Ingress, extra: &[(&str, String)], yaml: &str) -> LoadedScenario {
     let mut vars = vars(ing);
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let opts = LoadOptions {
-        vars,
-        check_secrets: true,
-    };
-    match load_source("flow.yaml", yaml, &opts) {
-        Ok(sc) => sc,
-        Err(diags) => panic!(
-            "scenario does not load:\n{}",
-            diags
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-    }
+    load_scenario("flow.yaml", yaml, vars)
 }
 
 /// Loads `yaml` and runs it once.
 async fn run(ing: &Ingress, yaml: &str) -> ScenarioOutcome {
     run_scenario(&load(ing, &[], yaml), 1).await
-}
-
-fn describe(o: &ScenarioOutcome) -> String {
-    flowprobe::report::terminal::render_outcome(o, false, false)
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use flowprobe::outcome::{Reason, ScenarioOutcome, StepStatus};
 use flowprobe::runner::run_scenario;
 use flowprobe::scenario::load::load_source;
 use flowprobe::scenario::LoadOptions;
+use support::describe;
 use support::redis::RedisServer;
 
 /// A server plus secret files holding its passwords (secrets come from files, as mounted
@@ -80,10 +81,6 @@ fn load(
             .collect::<Vec<_>>()
             .join("\n")
     })
-}
-
-fn describe(o: &ScenarioOutcome) -> String {
-    flowprobe::report::terminal::render_outcome(o, false, false)
 }
 
 fn phases(o: &ScenarioOutcome, step: usize) -> Vec<String> {

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use flowprobe::outcome::{Reason, ScenarioOutcome, StepStatus};
 use flowprobe::runner::run_scenario;
-use flowprobe::scenario::load::load_source;
-use flowprobe::scenario::{LoadOptions, LoadedScenario};
+use flowprobe::scenario::LoadedScenario;
 use support::s3::S3Server;
+use support::{describe, load_scenario};
 
 const MIB: u64 = 1 << 20;
 
@@ -66,19 +66,7 @@ impl Fixture {
         for (k, v) in &vars {
             text = text.replace(&format!("@{k}@"), v);
         }
-        let opts = LoadOptions {
-            vars,
-            check_secrets: true,
-        };
-        load_source("s3.yaml", &text, &opts).unwrap_or_else(|d| {
-            panic!(
-                "scenario does not load:\n{}\n{text}",
-                d.iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        })
+        load_scenario("s3.yaml", &text, vars)
     }
 
     async fn run(&self, yaml: &str) -> ScenarioOutcome {
@@ -91,10 +79,6 @@ secrets:
   sk: {file: '@sk_file@'}
   wrong_sk: {file: '@wrong_sk_file@'}
 ";
-
-fn describe(o: &ScenarioOutcome) -> String {
-    flowprobe::report::terminal::render_outcome(o, false, false)
-}
 
 fn message(o: &ScenarioOutcome) -> String {
     o.first_failure()
@@ -415,7 +399,8 @@ steps:
       secret_access_key: wJalrXUtnFEMIK7MDENG
       put: {}
 ";
-    let e = load_source("s3.yaml", text, &LoadOptions::default()).unwrap_err();
+    let e =
+        flowprobe::scenario::load::load_source("s3.yaml", text, &Default::default()).unwrap_err();
     let all = e
         .iter()
         .map(|d| d.to_string())

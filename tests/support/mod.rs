@@ -11,6 +11,7 @@ pub mod redis;
 pub mod s3;
 pub mod tls;
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -105,6 +106,28 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Loads a scenario from text with these vars (secret sources checked), panicking with every
+/// diagnostic and the text when it does not load.
+pub fn load_scenario(
+    file: &str,
+    yaml: &str,
+    vars: BTreeMap<String, String>,
+) -> flowprobe::scenario::LoadedScenario {
+    let opts = flowprobe::scenario::LoadOptions {
+        vars,
+        check_secrets: true,
+    };
+    flowprobe::scenario::load::load_source(file, yaml, &opts).unwrap_or_else(|diags| {
+        let all: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        panic!("scenario does not load:\n{}\n{yaml}", all.join("\n"))
+    })
+}
+
+/// A run as the terminal shows it (no colour), for assertion messages.
+pub fn describe(o: &flowprobe::outcome::ScenarioOutcome) -> String {
+    flowprobe::report::terminal::render_outcome(o, false, false)
 }
 
 /// Path of the flowprobe binary: the one cargo built for these tests, else target/debug's.
