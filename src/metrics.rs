@@ -955,6 +955,7 @@ mod tests {
             assertions: Vec::new(),
             certificate_not_after: None,
             location: String::new(),
+            notes: Vec::new(),
         }
     }
 
@@ -972,6 +973,7 @@ mod tests {
             timed_out: false,
             message: None,
             cleanup_errors: Vec::new(),
+            cancelled: false,
             labels: BTreeMap::new(),
             steps,
         }

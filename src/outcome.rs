@@ -120,6 +120,9 @@ pub struct StepOutcome {
     pub certificate_not_after: Option<u64>,
     /// `file:line` of the step.
     pub location: String,
+    /// Facts worth knowing that are not failures (a response body cut at `max_body`), redacted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A named sub-timing of a step.
@@ -143,14 +146,21 @@ pub struct ScenarioOutcome {
     #[serde(with = "secs")]
     pub duration: Duration,
     pub success: bool,
-    /// Reason of the first failed step, if any.
+    /// Why the run failed: set whenever `success` is false. The first failed step's reason, or
+    /// a run-level reason when no step failed (`config`: a secret or var could not be read;
+    /// `timeout`: the scenario's deadline passed between steps; `internal`: a bug).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
     /// Set when the scenario ran out of its overall time budget.
     pub timed_out: bool,
-    /// A failure before any step could run (a secret that cannot be read), redacted.
+    /// The run-level failure message (a secret that cannot be read, the deadline, an internal
+    /// error), redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Set when shutdown cut the run short: its steps were cancelled and only `finally` and the
+    /// clean-ups ran. Such a run says nothing about the target and is not counted in metrics.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
     /// Clean-up actions (deleting what the run created) that failed, redacted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cleanup_errors: Vec<String>,
@@ -163,6 +173,15 @@ impl ScenarioOutcome {
     /// The first failed step, which decides the run's reason.
     pub fn first_failure(&self) -> Option<&StepOutcome> {
         self.steps.iter().find(|s| s.status == StepStatus::Failed)
+    }
+
+    /// The reason of a failure that belongs to the run, not to a step: the run failed but no
+    /// step did (see [`ScenarioOutcome::reason`]). Reporters show it as its own test case.
+    pub fn run_level_failure(&self) -> Option<Reason> {
+        if self.success || self.first_failure().is_some() {
+            return None;
+        }
+        Some(self.reason.unwrap_or(Reason::Internal))
     }
 
     /// Steps that passed only after a retry.

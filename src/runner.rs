@@ -122,6 +122,7 @@ pub async fn run_scenario_with(
         timed_out: false,
         message: None,
         cleanup_errors: Vec::new(),
+        cancelled: false,
         labels: sc.scenario.labels.clone(),
         steps: Vec::new(),
     };
@@ -272,6 +273,7 @@ fn skipped(step: &CompiledStep, cleanup: bool) -> StepOutcome {
         assertions: Vec::new(),
         certificate_not_after: None,
         location: step.location.clone(),
+        notes: Vec::new(),
     }
 }
 
@@ -550,6 +552,7 @@ async fn run_step(
                 .map(|d| d.as_secs())
         }),
         location: step.location.clone(),
+        notes: Vec::new(),
     };
     if let (Some(reason), Some(msg)) = (outcome.reason, &outcome.message) {
         tracing::warn!(step = %step.name, reason = reason.as_str(), attempts = n, error = %msg, "step failed");

@@ -350,6 +350,7 @@ mod tests {
             timed_out: false,
             message: None,
             cleanup_errors: Vec::new(),
+            cancelled: false,
             labels: BTreeMap::new(),
             steps: Vec::new(),
         }
