@@ -443,7 +443,7 @@ fn scale() {
                 ev_app.finished(outcome);
             }
         });
-        let scheduler = Scheduler::new(64, flowprobe::schedule::runner(), on_event);
+        let scheduler = Scheduler::new(64, flowprobe::schedule::runner(Default::default()), on_event);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

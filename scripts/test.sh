@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 mkdir -p target
-cargo test --locked "$@" 2>&1 | tee target/test-output.log
+cargo test --locked --features fault-injection "$@" 2>&1 | tee target/test-output.log
 bash scripts/test-summary.sh

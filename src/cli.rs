@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
 
 use crate::outcome::ScenarioOutcome;
 use crate::report;
+use crate::runner::RunControl;
 use crate::scenario::{load_paths, Diagnostic, LoadOptions, LoadedScenario};
 
 /// Exit codes of `flowprobe run` (and the other commands).
@@ -84,6 +86,18 @@ pub struct RunArgs {
     /// No colour, even on a terminal.
     #[arg(long)]
     pub no_color: bool,
+    /// After SIGINT/SIGTERM, time the cancelled runs' `finally` steps and clean-ups get.
+    #[arg(long, default_value = "10s", value_parser = parse_grace)]
+    pub cleanup_grace: std::time::Duration,
+}
+
+/// Parses a grace period (`10s`, `1m30s`), at most one hour.
+pub fn parse_grace(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))?;
+    if d > std::time::Duration::from_secs(3600) {
+        return Err(format!("`{s}` is longer than 1h"));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -206,11 +220,17 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
     let color = report::terminal::use_color(args.no_color);
     let declared = crate::thresholds::declared(&scenarios);
     let started = std::time::Instant::now();
+    let control = RunControl {
+        cleanup_grace: args.cleanup_grace,
+        ..RunControl::default()
+    };
+    let signals = tokio::spawn(cancel_on_signal(control.cancel.clone()));
     let outcomes = run_all(
         scenarios,
         args.jobs as usize,
         args.iterations,
         args.fail_fast,
+        &control,
         |o| {
             print!(
                 "{}",
@@ -220,6 +240,7 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
         },
     )
     .await;
+    signals.abort();
     print!(
         "{}",
         report::terminal::render_summary(&outcomes, started.elapsed(), color)
@@ -247,29 +268,62 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
     })
 }
 
+/// Cancels the runs on the first SIGINT or SIGTERM, so they stop and clean up what they created;
+/// a second signal exits at once.
+async fn cancel_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!(
+        "flowprobe: stopping; running `finally` steps and clean-ups (signal again to quit now)"
+    );
+    cancel.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    std::process::exit(exit::FAILED);
+}
+
 /// Runs every scenario `iterations` times, at most `jobs` runs at once; calls `on_done` as each
-/// run finishes. Outcomes come back in scenario order, then iteration order.
+/// run finishes. Outcomes come back in scenario order, then iteration order. A run whose task
+/// died anyway (a panic outside the runner's own guard) comes back as a failed run with reason
+/// `internal`: a crash is never a missing — and so passing — result.
 pub async fn run_all(
     scenarios: Vec<LoadedScenario>,
     jobs: usize,
     iterations: u32,
     fail_fast: bool,
+    control: &RunControl,
     mut on_done: impl FnMut(&ScenarioOutcome),
 ) -> Vec<ScenarioOutcome> {
     let permits = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    for (index, sc) in scenarios.into_iter().enumerate() {
+    let scenarios: Vec<Arc<LoadedScenario>> = scenarios.into_iter().map(Arc::new).collect();
+    let mut tasks = Vec::with_capacity(scenarios.len());
+    for (index, sc) in scenarios.iter().enumerate() {
         let (permits, stop, tx) = (permits.clone(), stop.clone(), tx.clone());
-        tokio::spawn(async move {
+        let (sc, control) = (sc.clone(), control.clone());
+        tasks.push(tokio::spawn(async move {
             for iteration in 1..=iterations {
                 let Ok(_permit) = permits.acquire().await else {
                     return;
                 };
-                if stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) || control.cancel.is_cancelled() {
                     return;
                 }
-                let outcome = crate::runner::run_scenario(&sc, iteration).await;
+                let redactor = crate::secrets::Redactor::new();
+                let outcome =
+                    crate::runner::run_scenario_with(&sc, iteration, &redactor, &control).await;
                 if fail_fast && !outcome.success {
                     stop.store(true, Ordering::SeqCst);
                 }
@@ -277,11 +331,24 @@ pub async fn run_all(
                     return;
                 }
             }
-        });
+        }));
     }
     drop(tx);
     let mut all = Vec::new();
     while let Some((index, outcome)) = rx.recv().await {
+        on_done(&outcome);
+        all.push((index, outcome));
+    }
+    for (index, task) in tasks.into_iter().enumerate() {
+        let Err(e) = task.await else { continue };
+        // The payload is not shown: this run's redactor is gone with its task.
+        let why = if e.is_panic() {
+            "the run's task panicked"
+        } else {
+            "the run's task was cancelled"
+        };
+        let done = all.iter().filter(|(i, _)| *i == index).count() as u32;
+        let outcome = crate::runner::internal_failure(&scenarios[index], done + 1, why);
         on_done(&outcome);
         all.push((index, outcome));
     }

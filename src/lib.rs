@@ -20,6 +20,7 @@
 
 pub mod assert;
 pub mod cli;
+pub mod fault;
 pub mod metrics;
 pub mod observation;
 pub mod outcome;

@@ -26,7 +26,20 @@ fn init_tracing(verbose: u8, format: LogFormat) {
     }
 }
 
+/// A panic is a bug; the runner turns it into a failed run (reason `internal`) whose message is
+/// redacted. The default hook would print the payload unredacted, so this one prints only where.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("flowprobe: internal error (a bug) at {at}; the run it hit is reported as failed with reason `internal`");
+    }));
+}
+
 fn main() -> anyhow::Result<()> {
+    install_panic_hook();
     let args = Cli::parse();
     // A daemon logs each run (info) by default; one-shot commands stay quiet.
     let serve = matches!(args.command, cli::Command::Serve(_));

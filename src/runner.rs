@@ -2,11 +2,15 @@
 //! captures for later steps, always runs `finally`, and returns one [`ScenarioOutcome`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt;
 
 use serde_json::Value as Json;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::assert::{eval_query, Query};
 use crate::observation::Observation;
@@ -20,6 +24,9 @@ use crate::template::{render, Expr, RenderError, Resolve};
 const EXCERPT_CHARS: usize = 200;
 /// Budget for `finally` steps after the scenario's own deadline has passed.
 const FINALLY_MIN_BUDGET: Duration = Duration::from_secs(5);
+
+/// Longest wait between two attempts, whatever the backoff multiplies to.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// Time allowed for each clean-up action.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,23 +104,132 @@ pub fn new_run_id() -> String {
     id[..16].to_string()
 }
 
-/// Runs a scenario once. Never panics on a failing target: every failure is in the outcome.
-pub async fn run_scenario(sc: &LoadedScenario, iteration: u32) -> ScenarioOutcome {
-    run_scenario_with(sc, iteration, &Redactor::new()).await
+/// How a run can be stopped from outside (shutdown) and how long its clean-up may take then.
+#[derive(Debug, Clone)]
+pub struct RunControl {
+    /// Cancelling stops the step in flight and skips the rest; `finally` and clean-ups still run.
+    pub cancel: CancellationToken,
+    /// Time `finally` steps and clean-up actions get after a cancel, all together.
+    pub cleanup_grace: Duration,
 }
 
-/// Like [`run_scenario`], registering secrets with a caller's redactor (so its logs are clean).
+/// Default of `--cleanup-grace`.
+pub const DEFAULT_CLEANUP_GRACE: Duration = Duration::from_secs(10);
+
+impl Default for RunControl {
+    fn default() -> Self {
+        RunControl {
+            cancel: CancellationToken::new(),
+            cleanup_grace: DEFAULT_CLEANUP_GRACE,
+        }
+    }
+}
+
+/// Watches a run's cancel token and remembers when it was first seen cancelled, so that the
+/// clean-up grace counts from the cancel, not from each clean-up step.
+struct Stop<'a> {
+    control: &'a RunControl,
+    at: OnceLock<Instant>,
+}
+
+impl<'a> Stop<'a> {
+    fn new(control: &'a RunControl) -> Self {
+        Stop {
+            control,
+            at: OnceLock::new(),
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        let yes = self.control.cancel.is_cancelled();
+        if yes {
+            self.at.get_or_init(Instant::now);
+        }
+        yes
+    }
+
+    /// Resolves when the run is cancelled.
+    async fn cancelled(&self) {
+        self.control.cancel.cancelled().await;
+        self.at.get_or_init(Instant::now);
+    }
+
+    /// Resolves when the clean-up grace after a cancel has run out.
+    async fn cleanup_over(&self) {
+        self.cancelled().await;
+        let at = *self.at.get_or_init(Instant::now);
+        match at.checked_add(self.control.cleanup_grace) {
+            Some(end) => tokio::time::sleep_until(end).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Runs a scenario once. Never panics on a failing target: every failure is in the outcome.
+pub async fn run_scenario(sc: &LoadedScenario, iteration: u32) -> ScenarioOutcome {
+    run_scenario_with(sc, iteration, &Redactor::new(), &RunControl::default()).await
+}
+
+/// Like [`run_scenario`], registering secrets with a caller's redactor (so its logs are clean),
+/// and stoppable through `control`. A panic inside (a bug) is a failed run with reason
+/// `internal`, never a pass and never a crash of the caller.
 pub async fn run_scenario_with(
     sc: &LoadedScenario,
     iteration: u32,
     redactor: &Redactor,
+    control: &RunControl,
 ) -> ScenarioOutcome {
     let started_at = SystemTime::now();
     let start = Instant::now();
-    let mut out = ScenarioOutcome {
+    let run_id = new_run_id();
+    let run = run_inner(sc, iteration, redactor, control, &run_id, started_at, start);
+    match AssertUnwindSafe(run).catch_unwind().await {
+        Ok(out) => out,
+        Err(payload) => {
+            let mut out = new_outcome(sc, run_id, iteration, started_at);
+            let msg = redactor.redact(&format!("internal error: {}", panic_text(&*payload)));
+            tracing::error!(scenario = %out.scenario, reason = "internal", error = %msg, "run failed");
+            out.reason = Some(Reason::Internal);
+            out.message = Some(msg);
+            out.steps = all_skipped(sc);
+            out.duration = start.elapsed();
+            out
+        }
+    }
+}
+
+/// The outcome of a run that died outside the runner's own guard: failed, reason `internal`.
+/// `why` must hold no secret: callers pass a fixed text, never a panic payload.
+pub fn internal_failure(sc: &LoadedScenario, iteration: u32, why: &str) -> ScenarioOutcome {
+    let mut out = new_outcome(sc, new_run_id(), iteration, SystemTime::now());
+    out.reason = Some(Reason::Internal);
+    out.message = Some(format!("internal error: {why}"));
+    out.steps = all_skipped(sc);
+    tracing::error!(scenario = %out.scenario, reason = "internal", "run failed: its task died");
+    out
+}
+
+/// The text of a panic's payload (what `panic!` was given).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+fn new_outcome(
+    sc: &LoadedScenario,
+    run_id: String,
+    iteration: u32,
+    started_at: SystemTime,
+) -> ScenarioOutcome {
+    ScenarioOutcome {
         scenario: sc.scenario.name.clone(),
         file: sc.file.display().to_string(),
-        run_id: new_run_id(),
+        run_id,
         iteration,
         started_at,
         duration: Duration::ZERO,
@@ -125,7 +241,26 @@ pub async fn run_scenario_with(
         cancelled: false,
         labels: sc.scenario.labels.clone(),
         steps: Vec::new(),
-    };
+    }
+}
+
+fn all_skipped(sc: &LoadedScenario) -> Vec<StepOutcome> {
+    let steps = sc.steps.iter().map(|s| skipped(s, false));
+    steps
+        .chain(sc.finally.iter().map(|s| skipped(s, true)))
+        .collect()
+}
+
+async fn run_inner(
+    sc: &LoadedScenario,
+    iteration: u32,
+    redactor: &Redactor,
+    control: &RunControl,
+    run_id: &str,
+    started_at: SystemTime,
+    start: Instant,
+) -> ScenarioOutcome {
+    let mut out = new_outcome(sc, run_id.to_string(), iteration, started_at);
     let mut ctx = RunContext {
         run_id: out.run_id.clone(),
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
@@ -138,32 +273,32 @@ pub async fn run_scenario_with(
     if let Err(msg) = prepare(sc, &mut ctx, redactor) {
         out.message = Some(redactor.redact(&msg));
         out.reason = Some(Reason::Config);
-        out.steps = sc
-            .steps
-            .iter()
-            .chain(&sc.finally)
-            .map(|s| skipped(s, sc.finally.iter().any(|f| f.name == s.name)))
-            .collect();
+        out.steps = all_skipped(sc);
         out.duration = start.elapsed();
         tracing::warn!(scenario = %out.scenario, reason = "config", error = %out.message.as_deref().unwrap_or(""), "run could not start");
         return out;
     }
 
-    let deadline = start + sc.timeout;
+    // A timeout too large to add to the clock (validation bounds it) means no deadline.
+    let deadline = start.checked_add(sc.timeout);
     let shared = RunShared::default();
+    let stop = Stop::new(control);
     let mut failed = false;
     for step in &sc.steps {
-        if failed || Instant::now() >= deadline {
-            if !failed {
+        if failed || stop.is_cancelled() || deadline.is_some_and(|d| Instant::now() >= d) {
+            if !failed && !stop.is_cancelled() {
                 out.timed_out = true;
             }
             out.steps.push(skipped(step, false));
             continue;
         }
-        let o = run_step(step, &mut ctx, redactor, &shared, Some(deadline), false).await;
+        let o = tokio::select! {
+            o = run_step(step, &mut ctx, redactor, &shared, deadline, false) => o,
+            () = stop.cancelled() => cut_short(step, false, "cancelled at shutdown before it finished"),
+        };
         if o.status == StepStatus::Failed {
             failed = true;
-            if o.reason == Some(Reason::Timeout) && Instant::now() >= deadline {
+            if o.reason == Some(Reason::Timeout) && deadline.is_some_and(|d| Instant::now() >= d) {
                 out.timed_out = true;
             }
         }
@@ -177,19 +312,25 @@ pub async fn run_scenario_with(
             out.steps.push(o);
             continue;
         }
-        let o = run_step(step, &mut ctx, redactor, &shared, None, true).await;
+        let o = tokio::select! {
+            o = run_step(step, &mut ctx, redactor, &shared, None, true) => o,
+            () = stop.cleanup_over() => cut_short(step, true, "cut short: the clean-up grace ran out at shutdown"),
+        };
         out.steps.push(o);
     }
 
     for cleanup in shared.cleanups.take() {
-        let result = tokio::time::timeout(CLEANUP_TIMEOUT, (cleanup.action)()).await;
-        let error = match result {
-            Ok(Ok(())) => continue,
-            Ok(Err(e)) => e,
-            Err(_) => format!(
-                "no result within {}",
-                crate::units::format_duration(CLEANUP_TIMEOUT)
-            ),
+        let action = tokio::time::timeout(CLEANUP_TIMEOUT, (cleanup.action)());
+        let error = tokio::select! {
+            r = action => match r {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(_) => format!(
+                    "no result within {}",
+                    crate::units::format_duration(CLEANUP_TIMEOUT)
+                ),
+            },
+            () = stop.cleanup_over() => "cut short: the clean-up grace ran out at shutdown".to_string(),
         };
         let msg = redactor.redact(&format!("{}: {error}", cleanup.description));
         tracing::warn!(scenario = %out.scenario, error = %msg, "clean-up failed");
@@ -197,13 +338,24 @@ pub async fn run_scenario_with(
     }
 
     out.duration = start.elapsed();
-    out.success = out.steps.iter().all(|s| s.status == StepStatus::Passed);
+    out.cancelled = stop.is_cancelled();
+    out.success = !out.cancelled && out.steps.iter().all(|s| s.status == StepStatus::Passed);
     out.reason = out.first_failure().and_then(|s| s.reason);
-    if out.timed_out && out.message.is_none() {
-        out.message = Some(format!(
-            "scenario timed out after {}",
-            crate::units::format_duration(sc.timeout)
-        ));
+    if out.cancelled {
+        out.message = Some(
+            "cancelled: flowprobe was shutting down; only `finally` steps and clean-ups ran"
+                .to_string(),
+        );
+        out.reason.get_or_insert(Reason::Timeout);
+    } else if out.timed_out {
+        out.message.get_or_insert_with(|| {
+            format!(
+                "scenario timed out after {}",
+                crate::units::format_duration(sc.timeout)
+            )
+        });
+        // The deadline passed between steps: no step failed, the run did.
+        out.reason.get_or_insert(Reason::Timeout);
     }
     tracing::info!(
         scenario = %out.scenario,
@@ -277,11 +429,23 @@ fn skipped(step: &CompiledStep, cleanup: bool) -> StepOutcome {
     }
 }
 
-fn excerpt(obs: &Observation) -> Option<String> {
+/// A step stopped from outside (shutdown) while it ran.
+fn cut_short(step: &CompiledStep, cleanup: bool, why: &str) -> StepOutcome {
+    let mut o = skipped(step, cleanup);
+    o.status = StepStatus::Failed;
+    o.reason = Some(Reason::Timeout);
+    o.message = Some(why.to_string());
+    tracing::warn!(step = %step.name, "{why}");
+    o
+}
+
+/// The start of a response body for a failure message: redacted whole, then cut, so a secret
+/// that crosses the cut can never show in part.
+fn excerpt(obs: &Observation, redactor: &Redactor) -> Option<String> {
     if obs.body.is_empty() {
         return None;
     }
-    let text = obs.body_text();
+    let text = redactor.redact(&obs.body_text());
     let mut cut: String = text.chars().take(EXCERPT_CHARS).collect();
     if cut.len() < text.len() {
         cut.push('…');
@@ -313,7 +477,11 @@ async fn attempt(
         cleanups: &shared.cleanups,
     };
     let started = Instant::now();
-    let result = tokio::time::timeout(budget, step.kind.execute(&sctx)).await;
+    let execute = async {
+        crate::fault::maybe_panic(&step.name);
+        step.kind.execute(&sctx).await
+    };
+    let result = tokio::time::timeout(budget, execute).await;
     let elapsed = started.elapsed();
     let mut obs = match result {
         Err(_) => {
@@ -366,7 +534,7 @@ async fn attempt(
         if let Some(code) = obs.status.filter(|s| *s >= 400) {
             let mut msg =
                 format!("HTTP {code} (a step without a `status` assertion expects < 400)");
-            if let Some(x) = excerpt(&obs) {
+            if let Some(x) = excerpt(&obs, redactor) {
                 msg.push_str(&format!("\n  response: {x}"));
             }
             error = Some(StepError::new(Reason::HttpStatus, msg));
@@ -394,7 +562,7 @@ async fn attempt(
         };
         capture_error.get_or_insert_with(|| {
             let mut msg = why;
-            if let Some(x) = excerpt(&obs) {
+            if let Some(x) = excerpt(&obs, redactor) {
                 msg.push_str(&format!("\n  response: {x}"));
             }
             StepError::new(Reason::Assertion, msg)
@@ -426,7 +594,7 @@ async fn attempt(
                 "assertion failed at {location}: `{}`\n  actual:   {}\n  expected: {}",
                 a.source, check.actual, check.expected
             );
-            if let Some(x) = excerpt(&obs) {
+            if let Some(x) = excerpt(&obs, redactor) {
                 msg.push_str(&format!("\n  response: {x}"));
             }
             error = Some(StepError::new(reason, msg));
@@ -439,6 +607,13 @@ async fn attempt(
         assertions,
         values,
     }
+}
+
+/// The wait before the next retry: `wait × backoff`, saturating instead of overflowing.
+fn next_wait(wait: Duration, backoff: f64) -> Duration {
+    Duration::try_from_secs_f64(wait.as_secs_f64() * backoff)
+        .unwrap_or(MAX_RETRY_WAIT)
+        .min(MAX_RETRY_WAIT)
 }
 
 /// Resolves `steps.<this step>.x` from the values of the attempt being checked.
@@ -500,10 +675,26 @@ async fn run_step(
                 false,
             ),
         };
-        let a = attempt(step, ctx, redactor, shared, budget, by_deadline).await;
+        let a = AssertUnwindSafe(attempt(step, ctx, redactor, shared, budget, by_deadline))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|payload| Attempt {
+                error: Some(StepError::new(
+                    Reason::Internal,
+                    format!("internal error: {}", panic_text(&*payload)),
+                )),
+                obs: None,
+                assertions: Vec::new(),
+                values: Default::default(),
+            });
+        // A bug is not retried: the next attempt would only hide it.
+        let retryable = a
+            .error
+            .as_ref()
+            .is_some_and(|e| e.reason != Reason::Internal);
         let retry_possible = n < max_attempts
-            && a.error.is_some()
-            && deadline.is_none_or(|d| Instant::now() + wait < d);
+            && retryable
+            && deadline.is_none_or(|d| Instant::now().checked_add(wait).is_some_and(|t| t < d));
         if !retry_possible {
             break a;
         }
@@ -515,7 +706,7 @@ async fn run_step(
         );
         tokio::time::sleep(wait).await;
         let backoff = step.retry.as_ref().map(|r| r.backoff).unwrap_or(1.0);
-        wait = wait.mul_f64(backoff);
+        wait = next_wait(wait, backoff);
     };
 
     ctx.steps.insert(step.name.clone(), last.values);
@@ -552,7 +743,16 @@ async fn run_step(
                 .map(|d| d.as_secs())
         }),
         location: step.location.clone(),
-        notes: Vec::new(),
+        notes: obs
+            .as_ref()
+            .filter(|o| o.body_truncated)
+            .map(|o| {
+                vec![format!(
+                    "response body cut at max_body: assertions and captures saw its first {} bytes",
+                    o.body.len()
+                )]
+            })
+            .unwrap_or_default(),
     };
     if let (Some(reason), Some(msg)) = (outcome.reason, &outcome.message) {
         tracing::warn!(step = %step.name, reason = reason.as_str(), attempts = n, error = %msg, "step failed");
@@ -560,4 +760,189 @@ async fn run_step(
         tracing::debug!(step = %step.name, attempts = n, duration_ms = outcome.duration.as_millis() as u64, "step passed");
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::load::load_source;
+    use crate::scenario::LoadOptions;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn load(yaml: &str) -> LoadedScenario {
+        load_source("t.yaml", yaml, &LoadOptions::default())
+            .unwrap_or_else(|d| panic!("invalid test scenario: {d:?}"))
+    }
+
+    /// A TCP port that accepts connections and never answers.
+    async fn silent_port() -> (u16, tokio::task::JoinHandle<()>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = l.accept().await {
+                held.push(sock);
+            }
+        });
+        (port, task)
+    }
+
+    /// A port that answers every request `200 OK` and counts them.
+    async fn ok_port() -> (u16, Arc<AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = l.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    if sock.read(&mut buf).await.unwrap_or(0) > 0 {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let _ = sock
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        (port, hits)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_step_is_a_failed_run_with_reason_internal_and_finally_still_runs() {
+        let (port, hits) = ok_port().await;
+        let name = "boom-panics-on-purpose";
+        std::env::set_var(crate::fault::PANIC_STEP_ENV, name);
+        let sc = load(&format!(
+            "name: t\nsteps:\n  - name: {name}\n    http: {{url: \"http://127.0.0.1:{port}/\"}}\n    retry: {{attempts: 3, interval: 10ms}}\n  - name: next\n    http: {{url: \"http://127.0.0.1:{port}/\"}}\nfinally:\n  - name: after\n    http: {{url: \"http://127.0.0.1:{port}/\"}}\n"
+        ));
+        let o = run_scenario(&sc, 1).await;
+        assert!(!o.success);
+        assert_eq!(o.reason, Some(Reason::Internal));
+        let boom = &o.steps[0];
+        assert_eq!(boom.status, StepStatus::Failed);
+        assert_eq!(boom.reason, Some(Reason::Internal));
+        assert_eq!(boom.attempts, 1, "a bug is not retried");
+        let msg = boom.message.as_deref().unwrap_or("");
+        assert!(msg.starts_with("internal error: fault injection"), "{msg}");
+        assert_eq!(o.steps[1].status, StepStatus::Skipped);
+        assert_eq!(o.steps[2].status, StepStatus::Passed, "finally must run");
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "only the finally step reached the target"
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_the_step_in_flight_and_finally_still_runs() {
+        let (silent, _keep) = silent_port().await;
+        let (ok, hits) = ok_port().await;
+        let sc = load(&format!(
+            "name: t\nschedule: {{interval: 1m, timeout: 60s}}\nsteps:\n  - name: slow\n    http: {{url: \"http://127.0.0.1:{silent}/\"}}\n    timeout: 30s\n  - name: never\n    http: {{url: \"http://127.0.0.1:{ok}/never\"}}\nfinally:\n  - name: cleanup\n    http: {{url: \"http://127.0.0.1:{ok}/cleanup\"}}\n"
+        ));
+        let control = RunControl::default();
+        let cancel = control.cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cancel.cancel();
+        });
+        let t = std::time::Instant::now();
+        let o = run_scenario_with(&sc, 1, &Redactor::new(), &control).await;
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert!(o.cancelled && !o.success);
+        assert_eq!(o.steps[0].status, StepStatus::Failed);
+        assert!(o.steps[0]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("cancelled"));
+        assert_eq!(o.steps[1].status, StepStatus::Skipped);
+        assert_eq!(o.steps[2].status, StepStatus::Passed, "{:?}", o.steps[2]);
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "the finally step reached its target"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_cleanup_grace_bounds_finally_after_a_cancel() {
+        let (silent, _keep) = silent_port().await;
+        let sc = load(&format!(
+            "name: t\nsteps:\n  - name: slow\n    http: {{url: \"http://127.0.0.1:{silent}/\"}}\n    timeout: 30s\nfinally:\n  - name: stuck\n    http: {{url: \"http://127.0.0.1:{silent}/c\"}}\n    timeout: 30s\n"
+        ));
+        let control = RunControl {
+            cleanup_grace: Duration::from_millis(400),
+            ..RunControl::default()
+        };
+        control.cancel.cancel();
+        let t = std::time::Instant::now();
+        let o = run_scenario_with(&sc, 1, &Redactor::new(), &control).await;
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert!(o.cancelled);
+        // Cancelled before it began: the first step never started, the clean-up was cut.
+        assert_eq!(o.steps[0].status, StepStatus::Skipped);
+        let stuck = &o.steps[1];
+        assert_eq!(stuck.status, StepStatus::Failed);
+        assert!(stuck
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("clean-up grace"));
+    }
+
+    #[tokio::test]
+    async fn a_secret_that_cannot_be_read_is_a_run_level_config_failure() {
+        let sc = load_source(
+            "t.yaml",
+            "name: t\nsecrets:\n  pw: {env: FLOWPROBE_TEST_RUNNER_UNSET_SECRET}\nsteps:\n  - name: a\n    http: {url: \"http://127.0.0.1:9/${{ secrets.pw }}\"}\n",
+            &LoadOptions {
+                check_secrets: false,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap_or_else(|d| panic!("{d:?}"));
+        let o = run_scenario(&sc, 1).await;
+        assert!(!o.success);
+        assert_eq!(o.run_level_failure(), Some(Reason::Config));
+        assert!(o.steps.iter().all(|s| s.status == StepStatus::Skipped));
+    }
+
+    #[test]
+    fn retry_waits_saturate_instead_of_overflowing() {
+        let one = Duration::from_secs(1);
+        assert_eq!(next_wait(one, 2.0), Duration::from_secs(2));
+        assert_eq!(next_wait(one, 1e300), MAX_RETRY_WAIT);
+        assert_eq!(next_wait(one, f64::INFINITY), MAX_RETRY_WAIT);
+        assert_eq!(next_wait(Duration::MAX, 1.0), MAX_RETRY_WAIT);
+    }
+
+    #[test]
+    fn excerpts_are_redacted_before_they_are_cut() {
+        let r = Redactor::new();
+        let secret = "S3cr3tTokenValue-0123456789abcdef";
+        r.add("token", secret);
+        let body = format!(
+            "{}{secret}{}",
+            "x".repeat(EXCERPT_CHARS - 10),
+            "y".repeat(50)
+        );
+        let mut obs = Observation::default();
+        obs.body = body.into_bytes();
+        let cut = excerpt(&obs, &r).unwrap_or_default();
+        assert!(!cut.contains("S3cr3t"), "{cut}");
+        assert!(cut.contains("[redacted"), "{cut}");
+    }
 }

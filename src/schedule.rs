@@ -128,10 +128,14 @@ pub type RunFn =
 /// Receives every [`Event`]; must be quick (it runs on the scheduling path).
 pub type EventFn = Arc<dyn Fn(Event<'_>) + Send + Sync>;
 
-/// The production [`RunFn`]: the scenario runner.
-pub fn runner() -> RunFn {
-    Arc::new(|sc: Arc<LoadedScenario>| {
-        Box::pin(async move { crate::runner::run_scenario(&sc, 1).await })
+/// The production [`RunFn`]: the scenario runner, stoppable through `control`.
+pub fn runner(control: crate::runner::RunControl) -> RunFn {
+    Arc::new(move |sc: Arc<LoadedScenario>| {
+        let control = control.clone();
+        Box::pin(async move {
+            let redactor = crate::secrets::Redactor::new();
+            crate::runner::run_scenario_with(&sc, 1, &redactor, &control).await
+        })
     })
 }
 
@@ -235,8 +239,13 @@ impl Scheduler {
         }
         self.shared.stopping.send_replace(true);
         drop(lock(&self.shared.inflight).take());
+        self.wait_drained(grace).await
+    }
+
+    /// Waits up to `limit` for the runs in flight to end (after [`Scheduler::shutdown`]).
+    pub async fn wait_drained(&self, limit: Duration) -> bool {
         let mut rx = self.drained.lock().await;
-        tokio::time::timeout(grace, rx.recv()).await.is_ok()
+        tokio::time::timeout(limit, rx.recv()).await.is_ok()
     }
 }
 

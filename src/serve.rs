@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::cli::exit;
 use crate::metrics::{self, Metrics};
+use crate::runner::RunControl;
 use crate::scenario::load::expand_paths as expand;
 use crate::scenario::{load_paths, LoadOptions, LoadedScenario};
 use crate::schedule::{Event, EventFn, Scheduler, Shard};
@@ -48,6 +49,11 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, time given to runs in flight to finish (their `finally` included).
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// When the shutdown grace runs out, the runs still going are cancelled and their `finally`
+    /// steps and clean-ups get this long (together) to delete what they created. The longest
+    /// shutdown is shutdown-grace + cleanup-grace + 5s.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::cli::parse_grace)]
+    pub cleanup_grace: Duration,
     /// How often scenario files are checked for changes; 0s checks only on SIGHUP.
     #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
     pub watch_interval: Duration,
@@ -262,7 +268,10 @@ fn on_event(app: Arc<App>) -> EventFn {
             );
         }
         Event::Finished { outcome } => {
-            app.metrics.record(outcome);
+            // A run cut short by shutdown says nothing about the target: no SLI sample.
+            if !outcome.cancelled {
+                app.metrics.record(outcome);
+            }
             app.finished(outcome);
         }
     })
@@ -325,9 +334,13 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
     };
 
     let app = Arc::new(App::new(metrics, args.shard));
+    let control = RunControl {
+        cleanup_grace: args.cleanup_grace,
+        ..RunControl::default()
+    };
     let scheduler = Scheduler::new(
         args.max_concurrency as usize,
-        crate::schedule::runner(),
+        crate::schedule::runner(control.clone()),
         on_event(app.clone()),
     );
     let daemon = Arc::new(Daemon {
@@ -402,7 +415,18 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
     if daemon.scheduler.shutdown(args.shutdown_grace).await {
         tracing::info!("all runs finished");
     } else {
-        tracing::warn!("runs still going after the shutdown grace; exiting anyway");
+        tracing::warn!(
+            cleanup_grace_s = args.cleanup_grace.as_secs_f64(),
+            "runs still going after the shutdown grace; cancelling them, their clean-up still runs"
+        );
+        control.cancel.cancel();
+        // A little over the clean-up grace: the runs' own bound fires first.
+        let limit = args.cleanup_grace + Duration::from_secs(1);
+        if daemon.scheduler.wait_drained(limit).await {
+            tracing::info!("cancelled runs cleaned up");
+        } else {
+            tracing::warn!("runs still going after the clean-up grace; exiting anyway");
+        }
     }
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(5), server).await {

@@ -471,10 +471,18 @@ fn the_prober_pods_are_hardened_and_probed() {
         .find_map(|a| a.strip_prefix("--shutdown-grace="))
         .expect("--shutdown-grace set");
     let grace = flowprobe::units::parse_duration(grace).unwrap().as_secs();
+    let cleanup = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--cleanup-grace="))
+        .expect("--cleanup-grace set");
+    let cleanup = flowprobe::units::parse_duration(cleanup).unwrap().as_secs();
+    // The longest shutdown: the grace, then the cancelled runs' clean-up, then 5 s for the
+    // HTTP server to close.
+    let longest = grace + cleanup + 5;
     let termination = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     assert!(
-        termination > grace,
-        "termination grace {termination}s <= shutdown grace {grace}s"
+        termination > longest,
+        "termination grace {termination}s <= longest shutdown {longest}s"
     );
     // The scenarios come from the generated ConfigMap, mounted where serve reads them.
     let cm = pod["volumes"]

@@ -60,7 +60,15 @@ pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) ->
         p.dim(&o.file)
     );
     if let Some(m) = &o.message {
-        let _ = writeln!(s, "  {} {m}", p.red("!"));
+        // A failure of the run itself (no step failed) leads with its reason, as steps do.
+        match o.run_level_failure() {
+            Some(reason) => {
+                let _ = writeln!(s, "  {} {} {m}", p.red("!"), p.red(reason.as_str()));
+            }
+            None => {
+                let _ = writeln!(s, "  {} {m}", p.red("!"));
+            }
+        }
     }
     let width = o
         .steps
@@ -113,7 +121,13 @@ pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) ->
                 let _ = write!(s, "\n      {l}");
             }
         }
+        for note in &st.notes {
+            let _ = write!(s, "\n      {}", p.dim(&format!("note: {note}")));
+        }
         s.push('\n');
+    }
+    for e in &o.cleanup_errors {
+        let _ = writeln!(s, "  {} clean-up failed: {e}", p.red("!"));
     }
     s
 }
