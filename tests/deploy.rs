@@ -37,7 +37,11 @@ fn deploy() -> PathBuf {
 /// Every directory under deploy/ with a kustomization.yaml, sorted.
 fn kustomizations() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        if dir.join("kustomization.yaml").is_file() {
+        let file = dir.join("kustomization.yaml");
+        // A Component is only ever rendered as part of a kustomization that includes it.
+        let component =
+            std::fs::read_to_string(&file).is_ok_and(|t| t.contains("\nkind: Component"));
+        if file.is_file() && !component {
             out.push(dir.to_path_buf());
         }
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -158,6 +162,85 @@ fn every_kustomization_renders_and_validates_offline() {
             check_operator_kind(d, &docs);
         }
     }
+}
+
+/// The pod spec of a workload (Deployment, StatefulSet, DaemonSet, Job; CronJob's job template).
+fn pod_spec(doc: &Value) -> Option<&Value> {
+    match kind(doc) {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" => {
+            Some(&doc["spec"]["template"]["spec"])
+        }
+        "CronJob" => Some(&doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]),
+        _ => None,
+    }
+}
+
+/// The paths `flowprobe serve` answers, which probes may use.
+const SERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/status"];
+
+#[test]
+fn every_workload_of_every_overlay_has_the_image_can_read_its_secrets_and_probes_real_paths() {
+    let mut workloads = 0;
+    for dir in kustomizations() {
+        let docs = render(&dir);
+        for doc in &docs {
+            let Some(pod) = pod_spec(doc) else { continue };
+            workloads += 1;
+            let what = format!(
+                "{} {} in {}",
+                kind(doc),
+                doc["metadata"]["name"].as_str().unwrap_or("?"),
+                dir.display()
+            );
+            let ctx = &pod["securityContext"];
+            let uid = ctx["runAsUser"].as_u64();
+            let fs_group = ctx["fsGroup"].as_u64();
+            for c in pod["containers"].as_sequence().expect("containers") {
+                let image = c["image"].as_str().unwrap_or("");
+                assert!(
+                    image.starts_with("registry.example.com/flowprobe:"),
+                    "{what}: image `{image}` is not the configured one"
+                );
+                let ports: Vec<&str> = c["ports"]
+                    .as_sequence()
+                    .map(|p| p.iter().filter_map(|p| p["name"].as_str()).collect())
+                    .unwrap_or_default();
+                for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                    let get = &c[probe]["httpGet"];
+                    if get.is_null() {
+                        continue;
+                    }
+                    let path = get["path"].as_str().unwrap_or("");
+                    assert!(
+                        SERVED_PATHS.contains(&path),
+                        "{what}: {probe} path `{path}`"
+                    );
+                    let port = get["port"].as_str().unwrap_or("");
+                    assert!(
+                        ports.contains(&port),
+                        "{what}: {probe} port `{port}` is not declared"
+                    );
+                }
+            }
+            for v in pod["volumes"].as_sequence().into_iter().flatten() {
+                let secret = &v["secret"];
+                if secret.is_null() {
+                    continue;
+                }
+                // Secret files are owned by root, group fsGroup when one is set.
+                let mode = secret["defaultMode"].as_u64().unwrap_or(0o644);
+                let readable = uid == Some(0)
+                    || mode & 0o004 != 0
+                    || (fs_group.is_some() && mode & 0o040 != 0);
+                assert!(
+                    readable,
+                    "{what}: user {uid:?} cannot read secret volume `{}` (mode {mode:o}, fsGroup {fs_group:?})",
+                    v["name"].as_str().unwrap_or("?")
+                );
+            }
+        }
+    }
+    assert!(workloads >= 5, "only {workloads} workloads rendered");
 }
 
 #[test]
