@@ -24,6 +24,7 @@ pub mod fault;
 pub mod metrics;
 pub mod observation;
 pub mod outcome;
+pub mod prom_float;
 pub mod report;
 pub mod runner;
 pub mod scenario;

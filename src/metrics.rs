@@ -81,9 +81,10 @@ pub enum MetricsError {
     Registry(String),
 }
 
-/// Seconds as written in an `le` label and in generated rules: `0.3`, `2.5`, `60`.
+/// Seconds as written in an `le` label and in generated rules, in the canonical form Prometheus 3
+/// stores: `0.3`, `2.5`, `60.0`.
 pub fn seconds_label(d: Duration) -> String {
-    fmt_f64(d.as_secs_f64())
+    crate::prom_float::canonical(d.as_secs_f64())
 }
 
 /// Parses `--buckets 0.1,0.5,1,2.5` (seconds) or `100ms,500ms,1s`, sorted and deduplicated.
@@ -226,7 +227,7 @@ impl Hist {
             let _ = writeln!(
                 out,
                 "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}",
-                fmt_f64(*b)
+                crate::prom_float::canonical(*b)
             );
         }
         let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
@@ -888,7 +889,7 @@ impl<M: Deref<Target = Metrics>> RenderChunks<M> {
                         let _ = writeln!(
                             out,
                             "{name}{{{l},step=\"{step}\",quantile=\"{}\"}} {}",
-                            fmt_f64(*quantile),
+                            crate::prom_float::canonical(*quantile),
                             fmt_f64(v)
                         );
                     }
@@ -1179,7 +1180,7 @@ mod tests {
         assert!(near(q(&m, "0.5"), 0.050), "{}", q(&m, "0.5"));
         assert!(near(q(&m, "0.9"), 0.090));
         assert!(near(q(&m, "0.99"), 0.099));
-        assert!(near(q(&m, "1"), 0.100));
+        assert!(near(q(&m, "1.0"), 0.100));
         tokio::time::sleep(Duration::from_secs(240)).await;
         for _ in 0..100 {
             m.record(&outcome(

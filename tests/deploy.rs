@@ -832,9 +832,48 @@ fn the_deployed_prober_exports_what_the_dashboard_and_rules_query() {
     }
     assert!(checked > 20, "{checked}");
     assert!(
-        metrics.contains("le=\"1\""),
+        metrics.contains("le=\"1.0\""),
         "the 1s SLO threshold is a bucket"
     );
+
+    // Prometheus 3 stores `le` and `quantile` in float form (`le="1"` becomes `le="1.0"`), so
+    // a selector works on 2 and 3 alike only when it uses that form, and the exposition does
+    // too. Every such string the rules and the dashboard select is exposed verbatim, and each
+    // one in either place is canonical: a whole number always has `.0` (or an exponent).
+    let float_label = Regex::new(r#"\b(le|quantile)=\\?"([^"\\]*)\\?""#).unwrap();
+    let canonical = |v: &str| {
+        matches!(v, "+Inf" | "-Inf" | "NaN")
+            || (v.parse::<f64>().is_ok() && (v.contains('.') || v.contains('e')))
+    };
+    let rules_text = std::fs::read_to_string(deploy().join("base/prometheusrule.yaml")).unwrap();
+    let mut selected = 0;
+    for source in [&rules_text, &text] {
+        for cap in float_label.captures_iter(source) {
+            let (label, value) = (&cap[1], &cap[2]);
+            assert!(
+                canonical(value),
+                "selector {label}=\"{value}\" is not in Prometheus 3 form"
+            );
+            let exposed = format!("{label}=\"{value}\"");
+            assert!(
+                metrics.contains(&exposed),
+                "{exposed} is selected but not exposed"
+            );
+            selected += 1;
+        }
+    }
+    assert!(selected >= 4, "only {selected} le/quantile selectors found");
+    let mut exposed = 0;
+    for cap in float_label.captures_iter(&metrics) {
+        assert!(
+            canonical(&cap[2]),
+            "exposed {}=\"{}\" is not in Prometheus 3 form",
+            &cap[1],
+            &cap[2]
+        );
+        exposed += 1;
+    }
+    assert!(exposed > 20, "{exposed}");
 
     // SIGTERM: it drains and exits well within the pod's termination grace.
     let started = std::time::Instant::now();

@@ -238,7 +238,7 @@ fn metrics_status_and_logs_follow_passing_and_failing_runs() {
             &[shop[0], ("step", "item"), ("quantile", quantile)],
         )
     };
-    assert!(q("0.5") > 0.0 && q("0.5") <= q("0.99") && q("0.99") <= q("1") && q("1") < 10.0);
+    assert!(q("0.5") > 0.0 && q("0.5") <= q("0.99") && q("0.99") <= q("1.0") && q("1.0") < 10.0);
 
     // The failing scenarios.
     let broken = [("scenario", "api-broken")];

@@ -399,7 +399,7 @@ mod tests {
     fn le_label_matches_the_prometheus_text_encoder() {
         assert_eq!(le_label(Duration::from_millis(2500)), "2.5");
         assert_eq!(le_label(Duration::from_millis(300)), "0.3");
-        assert_eq!(le_label(Duration::from_secs(1)), "1");
+        assert_eq!(le_label(Duration::from_secs(1)), "1.0");
         assert_eq!(le_label(Duration::from_millis(1)), "0.001");
     }
 
