@@ -38,6 +38,18 @@ pub struct SloArgs {
     /// `metadata.name` of the PrometheusRule.
     #[arg(long, default_value = "flowprobe-slo")]
     pub name: String,
+    /// Also emit, per scenario, an alert that fires when its last run failed in at least this
+    /// many locations at once (the probers run with `serve --label location=...`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..))]
+    pub quorum: Option<u32>,
+    /// The label that names a prober's location, for `--quorum`.
+    #[arg(
+        long,
+        default_value = "location",
+        value_name = "LABEL",
+        requires = "quorum"
+    )]
+    pub location_label: String,
 }
 
 /// Output formats of `flowprobe slo`.
@@ -53,13 +65,22 @@ pub const HEADER: &str =
 
 /// Rules for `scenarios`: one group with the prober's health alerts, then one group per
 /// scenario with an `slo:` block. Also returns warnings for objectives the cadence cannot serve.
-pub fn generate(scenarios: &[LoadedScenario], job: &str) -> (RuleFile, Vec<String>) {
+/// With `quorum`, a group of "failing in N locations" alerts follows the health group.
+pub fn generate(
+    scenarios: &[LoadedScenario],
+    job: &str,
+    quorum: Option<&rules::Quorum>,
+) -> (RuleFile, Vec<String>) {
     let mut warnings = Vec::new();
     let mut health = vec![rules::down_alert(job)];
+    let mut locations = Vec::new();
     let mut groups = Vec::new();
     for sc in scenarios {
         let s = scenario_slo(sc);
         health.push(rules::not_running_alert(&s, &mut warnings));
+        if let Some(q) = quorum {
+            locations.push(rules::quorum_alert(&s, q, &mut warnings));
+        }
         if let Some(slo) = s.slo {
             if sc.scenario.schedule.is_none() {
                 warnings.push(format!(
@@ -76,6 +97,15 @@ pub fn generate(scenarios: &[LoadedScenario], job: &str) -> (RuleFile, Vec<Strin
     if groups.is_empty() {
         warnings.push(
             "no scenario has an slo: block; only the prober health alerts are generated".into(),
+        );
+    }
+    if !locations.is_empty() {
+        groups.insert(
+            0,
+            Group {
+                name: "flowprobe-locations".into(),
+                rules: locations,
+            },
         );
     }
     groups.insert(
@@ -156,7 +186,11 @@ pub async fn command(args: SloArgs) -> Result<i32, CliError> {
             return Ok(exit::INVALID);
         }
     };
-    let (file, warnings) = generate(&scenarios, &args.job);
+    let quorum = args.quorum.map(|min_locations| rules::Quorum {
+        min_locations,
+        location_label: args.location_label.clone(),
+    });
+    let (file, warnings) = generate(&scenarios, &args.job, quorum.as_ref());
     for w in &warnings {
         eprintln!("warning: {w}");
     }

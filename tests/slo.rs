@@ -448,3 +448,47 @@ fn invalid_input_exits_2_and_writes_nothing() {
     );
     assert!(!out_file.exists());
 }
+
+#[test]
+fn the_quorum_alert_fires_only_when_enough_locations_fail_at_once() {
+    let (dir, path, _) = generate(SCENARIO, &["--quorum", "2"]);
+    let out = run_promtool(&["check", "rules", "rules.yaml"], dir.path());
+    assert!(out.contains("SUCCESS"), "{out}");
+    let rules = rules_of(&path);
+    let rule = alert_rule(&rules, "FlowprobeScenarioFailingInLocations", &[]);
+    assert_eq!(rule["labels"]["severity"], "page");
+
+    // One 30s sample per run. eu-west always passes; us-east fails from the start; in ap-south
+    // one of two replicas starts failing after 10 minutes (a location fails when any of its
+    // replicas does).
+    let success = |loc: &str, pod: &str, values: &str| {
+        json!({"series": format!("flowprobe_scenario_success{{scenario=\"checkout\",location=\"{loc}\",pod=\"{pod}\"}}"),
+               "values": values})
+    };
+    let series = vec![
+        success("eu-west", "a", "1x60"),
+        success("us-east", "b", "0x60"),
+        success("ap-south", "c", "1x60"),
+        success("ap-south", "d", "1x19 0x40"),
+    ];
+    let mut exp = rule["labels"].clone();
+    exp["scenario"] = json!("checkout");
+    let mut annotations = rule["annotations"].clone();
+    annotations["summary"] = json!("checkout is failing in 2 locations at once");
+    let fires = json!({"exp_labels": exp, "exp_annotations": annotations});
+    let alert = "FlowprobeScenarioFailingInLocations";
+    let out = promtool_test(
+        dir.path(),
+        vec![case(
+            series,
+            vec![
+                // One failing location, for 9 minutes: that location's problem, no page.
+                ("9m", alert, vec![]),
+                // Two locations, but not yet for the rule's `for`.
+                ("10m30s", alert, vec![]),
+                ("14m", alert, vec![fires]),
+            ],
+        )],
+    );
+    assert!(out.contains("SUCCESS"), "{out}");
+}

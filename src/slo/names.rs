@@ -7,3 +7,5 @@ pub use crate::metrics::LAST_RUN_TIMESTAMP_SECONDS as LAST_RUN_TIMESTAMP;
 pub use crate::metrics::RUNS_TOTAL;
 /// Histogram of whole-run durations: scenario.
 pub use crate::metrics::RUN_DURATION_SECONDS as RUN_DURATION;
+/// Gauge: 1 when the scenario's last run passed, 0 when it failed.
+pub use crate::metrics::SCENARIO_SUCCESS;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::cadence::{self, number, percent, prom_duration, BurnPlan, Severity, WINDOWS};
-use super::names::{LAST_RUN_TIMESTAMP, RUNS_TOTAL, RUN_DURATION};
+use super::names::{LAST_RUN_TIMESTAMP, RUNS_TOTAL, RUN_DURATION, SCENARIO_SUCCESS};
 
 /// A rule file (`promtool check rules`), also the `spec` of a PrometheusRule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,7 @@ pub mod alerts {
     pub const LATENCY_BURN: &str = "FlowprobeLatencyBudgetBurn";
     pub const NOT_RUNNING: &str = "FlowprobeScenarioNotRunning";
     pub const DOWN: &str = "FlowprobeDown";
+    pub const FAILING_IN_LOCATIONS: &str = "FlowprobeScenarioFailingInLocations";
 }
 
 /// Recorded series: share of failed runs over `window`.
@@ -361,6 +362,53 @@ pub fn not_running_alert(s: &ScenarioSlo, warnings: &mut Vec<String>) -> Rule {
                     prom_duration(s.interval),
                     prom_duration(s.timeout),
                     prom_duration(stale),
+                ),
+            ),
+        ]),
+    }
+}
+
+/// How many locations must fail a scenario at once before [`quorum_alert`] fires, and the label
+/// (set with `serve --label`) that names a location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quorum {
+    pub min_locations: u32,
+    pub location_label: String,
+}
+
+/// The alert for a scenario whose last run failed in at least `min_locations` locations at once
+/// (Grafana Synthetic Monitoring's and Checkly's "fails in N locations"): one location failing
+/// is that location's network; several at once is the service. A location counts as failing
+/// when any of its replicas' last run failed; the state must hold for about one run.
+pub fn quorum_alert(s: &ScenarioSlo, q: &Quorum, warnings: &mut Vec<String>) -> Rule {
+    let name = s.name;
+    let loc = &q.location_label;
+    let sel = selector(name, "");
+    let expr = format!(
+        "count by (scenario) (min by (scenario, {loc}) ({SCENARIO_SUCCESS}{sel}) == 0) >= {}",
+        q.min_locations
+    );
+    let for_ = whole_minutes(s.interval + s.jitter + s.timeout);
+    let labels = alert_labels(s, &[("severity", Severity::Page.as_str().into())], warnings);
+    Rule {
+        record: None,
+        alert: Some(alerts::FAILING_IN_LOCATIONS.into()),
+        expr,
+        for_: Some(prom_duration(for_)),
+        labels,
+        annotations: BTreeMap::from([
+            (
+                "summary".to_string(),
+                format!("{name} is failing in {{{{ $value }}}} locations at once"),
+            ),
+            (
+                "description".to_string(),
+                format!(
+                    "The last run of {name} failed in at least {} locations (by the `{loc}` \
+                     label) for {}: not one location's network but the service itself. See \
+                     flowprobe_step_failures_total for the failing step and reason.",
+                    q.min_locations,
+                    prom_duration(for_),
                 ),
             ),
         ]),
