@@ -37,10 +37,35 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "FLOWPROBE_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Colour on the terminal: auto (a terminal without NO_COLOR), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour a stream that is (or is not) a terminal. `auto` honours NO_COLOR
+    /// (set and not empty); an explicit `always` or `never` wins over it.
+    pub fn enabled(self, is_terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -61,6 +86,13 @@ pub enum Command {
     Slo(crate::slo::SloArgs),
     /// Print the JSON Schema of the scenario format (for editors).
     Schema,
+    /// Print a shell completion script: `flowprobe completions bash > /etc/bash_completion.d/flowprobe`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `flowprobe man > /usr/local/share/man/man1/flowprobe.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -83,8 +115,8 @@ pub struct RunArgs {
     /// Write a report: --report json=FILE, --report junit=FILE (repeatable).
     #[arg(long = "report", value_name = "FORMAT=FILE", value_parser = parse_report)]
     pub reports: Vec<(ReportFormat, PathBuf)>,
-    /// No colour, even on a terminal.
-    #[arg(long)]
+    /// Same as `--color never` (kept for existing scripts).
+    #[arg(long, hide = true)]
     pub no_color: bool,
     /// After SIGINT/SIGTERM, time the cancelled runs' `finally` steps and clean-ups get.
     #[arg(long, default_value = "10s", value_parser = parse_grace)]
@@ -168,14 +200,32 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 
 /// Runs the parsed command; returns the process exit code.
 pub async fn dispatch(cli: Cli) -> Result<i32, CliError> {
+    let color = cli.color;
     match cli.command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(args, color).await,
         Command::Validate(args) => Ok(validate(args)),
         Command::Serve(args) => crate::serve::command(args).await,
         Command::Slo(args) => crate::slo::command(args).await,
         Command::Schema => {
             let schema = schemars::schema_for!(crate::scenario::Scenario);
             println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(exit::OK)
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "flowprobe", &mut std::io::stdout());
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|source| CliError::Report {
+                    path: PathBuf::from("-"),
+                    source,
+                })?;
+            let _ = std::io::stdout().write_all(&out);
             Ok(exit::OK)
         }
     }
@@ -205,7 +255,7 @@ fn validate(args: ValidateArgs) -> i32 {
     }
 }
 
-async fn run(args: RunArgs) -> Result<i32, CliError> {
+async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
     let opts = LoadOptions {
         vars: args.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
         check_secrets: true,
@@ -217,7 +267,14 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
             return Ok(exit::INVALID);
         }
     };
-    let color = report::terminal::use_color(args.no_color);
+    let color = if args.no_color {
+        ColorChoice::Never
+    } else {
+        color
+    };
+    let color = color.enabled(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let total = scenarios.len() as u32 * args.iterations;
+    let mut progress = Progress::new(total, args.iterations > 1);
     let declared = crate::thresholds::declared(&scenarios);
     let started = std::time::Instant::now();
     let control = RunControl {
@@ -232,14 +289,17 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
         args.fail_fast,
         &control,
         |o| {
+            progress.clear();
             print!(
                 "{}",
                 report::terminal::render_outcome(o, color, args.iterations > 1)
             );
             let _ = std::io::stdout().flush();
+            progress.count(o.success);
         },
     )
     .await;
+    progress.clear();
     signals.abort();
     print!(
         "{}",
@@ -254,10 +314,7 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
             ReportFormat::Json => report::json::render_with_thresholds(&outcomes, &verdicts)?,
             ReportFormat::Junit => report::junit::render(&outcomes),
         };
-        std::fs::write(path, text).map_err(|source| CliError::Report {
-            path: path.clone(),
-            source,
-        })?;
+        write_report(path, &text)?;
     }
     Ok(if !outcomes.iter().all(|o| o.success) {
         exit::FAILED
@@ -266,6 +323,63 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
     } else {
         exit::OK
     })
+}
+
+/// Writes a report file, creating its parent directories.
+fn write_report(path: &std::path::Path, text: &str) -> Result<(), CliError> {
+    let fail = |source| CliError::Report {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    std::fs::write(path, text).map_err(fail)
+}
+
+/// A one-line progress count on stderr (`[12/30] 11 passed, 1 failed`) while `--iterations`
+/// runs go, on a terminal only; cleared before each outcome is printed and at the end.
+struct Progress {
+    shown: bool,
+    enabled: bool,
+    total: u32,
+    passed: u32,
+    failed: u32,
+}
+
+impl Progress {
+    fn new(total: u32, wanted: bool) -> Self {
+        Progress {
+            shown: false,
+            enabled: wanted && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            total,
+            passed: 0,
+            failed: 0,
+        }
+    }
+
+    fn count(&mut self, success: bool) {
+        if success {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+        }
+        if self.enabled {
+            let done = self.passed + self.failed;
+            eprint!(
+                "\r[{done}/{}] {} passed, {} failed",
+                self.total, self.passed, self.failed
+            );
+            self.shown = true;
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
+        }
+    }
 }
 
 /// Cancels the runs on the first SIGINT or SIGTERM, so they stop and clean up what they created;

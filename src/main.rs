@@ -1,21 +1,17 @@
 //! The flowprobe binary: parse the command line, set up logging, run, map to an exit code.
 
 use clap::Parser;
-use flowprobe::cli::{self, Cli, LogFormat};
+use flowprobe::cli::{self, Cli, ColorChoice, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-fn init_tracing(verbose: u8, format: LogFormat) {
+fn init_tracing(verbose: u8, format: LogFormat, color: ColorChoice) {
     let default = match verbose {
         0 => "error",
         1 => "flowprobe=info",
         _ => "flowprobe=debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Colour only on a terminal and without NO_COLOR, as for the report on stdout.
-    let ansi = {
-        use std::io::IsTerminal;
-        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-    };
+    let ansi = color.enabled(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
@@ -43,7 +39,11 @@ fn main() -> anyhow::Result<()> {
     let args = Cli::parse();
     // A daemon logs each run (info) by default; one-shot commands stay quiet.
     let serve = matches!(args.command, cli::Command::Serve(_));
-    init_tracing(args.verbose.max(u8::from(serve)), args.log_format);
+    init_tracing(
+        args.verbose.max(u8::from(serve)),
+        args.log_format,
+        args.color,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -31,31 +31,37 @@ pub struct ServeArgs {
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Address of /metrics, /healthz, /readyz and /status (9478 is flowprobe's port).
-    #[arg(long, default_value = "0.0.0.0:9478", value_name = "ADDR")]
+    #[arg(
+        long,
+        default_value = "0.0.0.0:9478",
+        value_name = "ADDR",
+        env = "FLOWPROBE_LISTEN"
+    )]
     pub listen: SocketAddr,
     /// Run only the scenarios whose name hashes to this shard, e.g. 0/3 (replicas share work).
-    #[arg(long, value_name = "INDEX/COUNT")]
+    #[arg(long, value_name = "INDEX/COUNT", env = "FLOWPROBE_SHARD")]
     pub shard: Option<Shard>,
-    /// Constant label on every series, e.g. --label location=eu-west-1 (repeatable).
-    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = parse_kv)]
+    /// Constant label on every series, e.g. --label location=eu-west-1 (repeatable; in the
+    /// environment, comma-separated).
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = parse_kv, env = "FLOWPROBE_LABELS", value_delimiter = ',')]
     pub labels: Vec<(String, String)>,
     /// Histogram buckets, seconds or durations: --buckets 0.1,0.5,1,2.5 or 100ms,1s. Each
     /// scenario's SLO latency threshold is always added.
-    #[arg(long, value_name = "LIST", value_parser = parse_buckets)]
+    #[arg(long, value_name = "LIST", value_parser = parse_buckets, env = "FLOWPROBE_BUCKETS")]
     pub buckets: Option<Buckets>,
     /// Most scenario runs at the same time (more wait for a slot).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..), env = "FLOWPROBE_MAX_CONCURRENCY")]
     pub max_concurrency: u32,
     /// On SIGTERM/SIGINT, time given to runs in flight to finish (their `finally` included).
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration, env = "FLOWPROBE_SHUTDOWN_GRACE")]
     pub shutdown_grace: Duration,
     /// When the shutdown grace runs out, the runs still going are cancelled and their `finally`
     /// steps and clean-ups get this long (together) to delete what they created. The longest
     /// shutdown is shutdown-grace + cleanup-grace + 5s.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::cli::parse_grace)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::cli::parse_grace, env = "FLOWPROBE_CLEANUP_GRACE")]
     pub cleanup_grace: Duration,
     /// How often scenario files are checked for changes; 0s checks only on SIGHUP.
-    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = parse_duration, env = "FLOWPROBE_WATCH_INTERVAL")]
     pub watch_interval: Duration,
     /// Set a scenario var: --var ingress=https://shop.example.com (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_kv)]

@@ -237,6 +237,108 @@ fn colour_only_on_a_terminal_without_no_color() {
     assert!(!plain.contains('\x1b'), "{plain:?}");
     let flag = on_tty(&[], "--no-color");
     assert!(!flag.contains('\x1b'), "{flag:?}");
+    let never = on_tty(&[], "--color never");
+    assert!(
+        !never.contains('\x1b') && never.contains("PASS pass"),
+        "{never:?}"
+    );
+    // An explicit `always` wins over NO_COLOR, also when stdout is not a terminal.
+    let always = on_tty(&[("NO_COLOR", "1")], "--color always");
+    assert!(always.contains("\x1b[32mPASS\x1b[0m"), "{always:?}");
+    let piped = flowprobe(
+        &[
+            vec![
+                "--color".into(),
+                "always".into(),
+                "run".into(),
+                f.display().to_string(),
+            ],
+            s.vars(),
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(
+        text(&piped.stdout).contains("\x1b[32mPASS"),
+        "{}",
+        show(&piped)
+    );
+    // On a terminal, --iterations shows a progress count on stderr, then clears it.
+    let progress = on_tty(&[], "-n 3");
+    assert!(
+        progress.contains("[3/3] 3 passed, 0 failed"),
+        "{progress:?}"
+    );
+    assert!(progress.contains("\r\x1b[K"), "{progress:?}");
+    let once = on_tty(&[], "");
+    assert!(
+        !once.contains("[1/1]"),
+        "no progress line for one run: {once:?}"
+    );
+}
+
+#[test]
+fn reports_go_to_new_directories() {
+    let s = Setup::new();
+    s.scenario("pass", PASS);
+    let json = s.dir.path().join("out/deeper/report.json");
+    let junit = s.dir.path().join("junit/report.xml");
+    let o = s.run(&[
+        &s.path("pass.yaml"),
+        "--report",
+        &format!("json={}", json.display()),
+        "--report",
+        &format!("junit={}", junit.display()),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["runs"][0]["success"], true);
+    assert!(std::fs::read_to_string(&junit)
+        .unwrap()
+        .contains("<testsuite"));
+}
+
+#[test]
+fn completions_load_in_the_shell_and_the_man_page_names_every_command() {
+    let o = flowprobe(&["completions".into(), "bash".into()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("flowprobe.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    // Real bash sources it and has a completion function registered for `flowprobe`.
+    let check = Command::new("bash")
+        .args([
+            "-c",
+            &format!("source {} && complete -p flowprobe", script.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", show(&check));
+    assert!(
+        text(&check.stdout).contains("flowprobe"),
+        "{}",
+        show(&check)
+    );
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let o = flowprobe(&["completions".into(), shell.into()], &[]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", show(&o));
+        let t = text(&o.stdout);
+        assert!(
+            t.contains("serve") && t.contains("validate"),
+            "{shell}: {t}"
+        );
+    }
+    let man = flowprobe(&["man".into()], &[]);
+    assert_eq!(man.status.code(), Some(0), "{}", show(&man));
+    let page = text(&man.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH flowprobe 1"),
+        "{page}"
+    );
+    for cmd in ["run", "validate", "serve", "slo", "schema", "completions"] {
+        assert!(page.contains(cmd), "the man page does not name `{cmd}`");
+    }
 }
 
 #[test]

@@ -191,3 +191,51 @@ fn shards_split_the_scenarios_disjointly_and_completely() {
     assert_eq!(total, 24, "a scenario ran in two shards");
     assert_eq!(seen.len(), 24, "a scenario ran in no shard");
 }
+
+#[test]
+fn serve_flags_come_from_flowprobe_environment_variables() {
+    let api = Backend::start("api");
+    let (dir, scenarios) = scenario_dir(&[(
+        "quick.yaml",
+        "name: quick\nschedule: {interval: 1s}\nsteps:\n  - name: home\n    http: {url: \"${{ vars.api }}/health\"}\n",
+    )]);
+    let port = support::free_port();
+    let mut cmd = std::process::Command::new(flowprobe_bin());
+    cmd.arg("serve")
+        .arg(&scenarios)
+        .args(["--var", &format!("api={}", api.url())])
+        .env_remove("RUST_LOG")
+        .env("FLOWPROBE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FLOWPROBE_LABELS", "location=env-test,zone=z1")
+        .env("FLOWPROBE_LOG_FORMAT", "json")
+        .env("FLOWPROBE_SHUTDOWN_GRACE", "3s");
+    let mut guard =
+        support::ChildGuard::spawn("flowprobe serve", cmd, &dir.path().join("serve.log")).unwrap();
+    support::wait_for_port(port, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}\n{}", guard.log_text()));
+    let metrics = wait_until(Duration::from_secs(10), "a run to be counted", || {
+        let (_, _, body) = http_get(port, "/metrics", None).ok()?;
+        let labels = [
+            ("scenario", "quick"),
+            ("outcome", "success"),
+            ("location", "env-test"),
+            ("zone", "z1"),
+        ];
+        let runs = support::prometheus::value(&body, "flowprobe_runs_total", &labels)?;
+        (runs >= 1.0).then_some(body)
+    });
+    assert!(metrics.contains("zone=\"z1\""), "{metrics}");
+    // JSON logs: every stderr line parses.
+    let log = guard.log_text();
+    assert!(
+        log.lines()
+            .filter(|l| !l.is_empty())
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{log}"
+    );
+    guard.signal("TERM");
+    let status = wait_until(Duration::from_secs(10), "serve to exit", || {
+        guard.child.try_wait().ok().flatten()
+    });
+    assert_eq!(status.code(), Some(0));
+}

@@ -7,13 +7,6 @@ use super::Summary;
 use crate::outcome::{ScenarioOutcome, StepStatus};
 use crate::units::format_duration;
 
-/// Whether to colour output written to stdout.
-pub fn use_color(disabled_by_flag: bool) -> bool {
-    use std::io::IsTerminal;
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    !disabled_by_flag && !no_color && std::io::stdout().is_terminal()
-}
-
 struct Paint(bool);
 
 impl Paint {
