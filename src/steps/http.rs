@@ -323,7 +323,7 @@ fn build_client(
 ) -> Result<reqwest::Client, StepError> {
     let r = ctx.resolver;
     let follow = spec.follow_redirects.unwrap_or(false);
-    let mut b = reqwest::Client::builder()
+    let mut b = crate::steps::trust::with_system_roots(reqwest::Client::builder())
         .use_rustls_tls()
         .tls_info(true)
         .connect_timeout(ctx.timeout)

@@ -5,6 +5,7 @@ pub mod http;
 pub mod oidc;
 pub mod redis;
 pub mod s3;
+pub mod trust;
 
 use std::future::Future;
 use std::pin::Pin;

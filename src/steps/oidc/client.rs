@@ -16,7 +16,7 @@ pub fn build(
     ctx: &StepContext<'_>,
     jar: Option<Arc<reqwest::cookie::Jar>>,
 ) -> Result<reqwest::Client, StepError> {
-    let mut b = reqwest::Client::builder()
+    let mut b = crate::steps::trust::with_system_roots(reqwest::Client::builder())
         .use_rustls_tls()
         .connect_timeout(ctx.timeout)
         .timeout(ctx.timeout)

@@ -44,7 +44,7 @@ fn http_client(
     ctx: &StepContext<'_>,
 ) -> Result<reqwest::Client, StepError> {
     let r = ctx.resolver;
-    let mut b = reqwest::Client::builder()
+    let mut b = crate::steps::trust::with_system_roots(reqwest::Client::builder())
         .use_rustls_tls()
         .connect_timeout(ctx.timeout)
         .redirect(reqwest::redirect::Policy::none())

@@ -1,0 +1,37 @@
+//! The system trust store for the http and oidc steps' clients, loaded once per process: the
+//! operating system's CA certificates, honouring `SSL_CERT_FILE` and `SSL_CERT_DIR` (so a
+//! corporate CA mounted into `/etc/ssl/certs`, e.g. by trust-manager, works). The s3 and redis
+//! clients load the same store; a step's `tls.ca_file` adds to it everywhere.
+
+use std::sync::OnceLock;
+
+/// The system's CA certificates, read on first use.
+fn system_roots() -> &'static [reqwest::Certificate] {
+    static ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(error = %e, "cannot read part of the system trust store");
+        }
+        if found.certs.is_empty() {
+            tracing::warn!(
+                "the system trust store is empty: TLS targets need `tls.ca_file` (install \
+                 ca-certificates, or set SSL_CERT_FILE / SSL_CERT_DIR)"
+            );
+        }
+        found
+            .certs
+            .iter()
+            .filter_map(|c| reqwest::Certificate::from_der(c.as_ref()).ok())
+            .collect()
+    })
+}
+
+/// Makes a client trust the system store instead of reqwest's bundled roots.
+pub(crate) fn with_system_roots(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    system_roots()
+        .iter()
+        .fold(b.tls_built_in_root_certs(false), |b, c| {
+            b.add_root_certificate(c.clone())
+        })
+}

@@ -1,0 +1,119 @@
+//! One trust model for every step kind: a CA that exists only in `SSL_CERT_FILE` (as a
+//! corporate CA mounted by trust-manager would) is trusted by the http, oidc and redis steps
+//! without any `tls.ca_file`; without it, each fails with reason `tls`. Real nginx (TLS,
+//! certificate for 127.0.0.1) in front of a backend, and a real redis-server with TLS.
+
+mod support;
+
+use std::process::Command;
+
+use support::backend::Backend;
+use support::nginx::{Nginx, NginxConfig, Site};
+use support::redis::RedisServer;
+use support::tls::TestCa;
+
+const SCENARIOS: [(&str, &str); 3] = [
+    (
+        "web",
+        "name: web\nsteps:\n  - name: health\n    http: {url: \"${{ vars.web }}/health\"}\n    assert: [status == 200]\n",
+    ),
+    (
+        "cache",
+        "name: cache\nsecrets:\n  pw: {env: TRUST_TEST_REDIS_PW}\nsteps:\n  - name: roundtrip\n    redis: {url: \"${{ vars.redis }}\", password: \"${{ secrets.pw }}\", roundtrip: {}}\n",
+    ),
+    // The backend has no discovery document: with the TLS handshake trusted the step fails
+    // later, for another reason; untrusted, it fails with `tls`.
+    (
+        "idp",
+        "name: idp\nsecrets:\n  cs: {env: TRUST_TEST_REDIS_PW}\nsteps:\n  - name: login\n    oidc: {issuer: \"${{ vars.web }}\", client_id: c, client_secret: \"${{ secrets.cs }}\", flow: client_credentials}\n",
+    ),
+];
+
+/// Runs every scenario with `SSL_CERT_FILE` (and an empty `SSL_CERT_DIR`); returns each run's
+/// (scenario, success, reason) from the JSON report.
+fn run(cert_file: &std::path::Path, web: &str, redis: &RedisServer) -> Vec<(String, bool, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in SCENARIOS {
+        std::fs::write(dir.path().join(format!("{name}.yaml")), text).unwrap();
+    }
+    let empty = dir.path().join("no-certs");
+    std::fs::create_dir(&empty).unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(support::flowprobe_bin())
+        .arg("run")
+        .arg(dir.path())
+        .args(["--var", &format!("web={web}")])
+        .args(["--var", &format!("redis={}", redis.tls_url())])
+        .args(["--report", &format!("json={}", report.display())])
+        .env("SSL_CERT_FILE", cert_file)
+        .env("SSL_CERT_DIR", &empty)
+        .env("TRUST_TEST_REDIS_PW", &redis.password)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&report).unwrap_or_else(|_| {
+        panic!(
+            "no report:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["scenario"].as_str().unwrap_or("").to_string(),
+                r["success"].as_bool().unwrap_or(false),
+                r["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_ca_only_in_ssl_cert_file_is_trusted_by_http_oidc_and_redis() {
+    let backend = Backend::start("web");
+    let ca = TestCa::new("corporate CA");
+    let nginx = Nginx::start(NginxConfig {
+        sites: vec![Site::tls(
+            "127.0.0.1",
+            ca.issue(&["127.0.0.1"]),
+            backend.port,
+        )],
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let web = format!("https://127.0.0.1:{}", nginx.port);
+    let redis = RedisServer::start();
+
+    // The system store replaced by a bundle of the two private CAs.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.pem");
+    let redis_ca = std::fs::read_to_string(redis.ca_file()).unwrap();
+    std::fs::write(&bundle, format!("{}\n{redis_ca}", ca.ca_pem())).unwrap();
+    let trusted = run(&bundle, &web, &redis);
+    let get = |runs: &[(String, bool, String)], name: &str| {
+        runs.iter()
+            .find(|r| r.0 == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no run of {name}: {runs:?}"))
+    };
+    assert!(get(&trusted, "web").1, "{trusted:?}");
+    assert!(get(&trusted, "cache").1, "{trusted:?}");
+    let idp = get(&trusted, "idp");
+    assert!(
+        !idp.1 && idp.2 != "tls",
+        "the oidc step did not trust the CA: {trusted:?}"
+    );
+
+    // A store without them: every kind fails the handshake.
+    let other = TestCa::new("some other CA");
+    let untrusted = run(other.ca_file(), &web, &redis);
+    for name in ["web", "cache", "idp"] {
+        let r = get(&untrusted, name);
+        assert_eq!((r.1, r.2.as_str()), (false, "tls"), "{name}: {untrusted:?}");
+    }
+    assert!(backend.hits("/health") >= 1);
+}
