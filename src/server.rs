@@ -2,7 +2,8 @@
 //! in chunks), `/healthz` (alive), `/readyz` (scenarios loaded and scheduled), and `/status`
 //! (each scenario's last outcome and next run) as JSON, or as an HTML page for a browser that
 //! asks for `text/html`. Everything on the page is escaped; outcome messages are already
-//! redacted by the runner.
+//! redacted by the runner. The server loop ([`serve_http`]) bounds what clients can hold: a
+//! header-read timeout and a cap on open connections.
 
 use crate::report::escape_markup as esc;
 use std::collections::BTreeMap;
@@ -49,6 +50,10 @@ pub struct ReloadState {
     /// Why the new set was rejected (diagnostics, one per entry).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Identity of the rejected files (paths and content hashes): reloading the same files
+    /// again is not a new rejection.
+    #[serde(skip)]
+    pub rejected_files: Option<String>,
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -147,6 +152,14 @@ impl App {
 
     pub fn set_reload(&self, state: ReloadState) {
         *self.last_reload.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
+    }
+
+    /// The result of the last reload, if there was one.
+    pub fn last_reload(&self) -> Option<ReloadState> {
+        self.last_reload
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The `/status` document.
@@ -317,6 +330,120 @@ impl App {
 
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// What one client may hold of the server (`--header-read-timeout`, `--max-connections`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Time to send a request's headers; a connection that sends nothing, half a request, or
+    /// stays idle between keep-alive requests this long is closed.
+    pub header_read_timeout: Duration,
+    /// Open connections at most; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+}
+
+/// Pause after an accept error (out of file descriptors, mostly) before accepting again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves the endpoints on `listener` within `limits` until `shutdown` turns true; then stops
+/// accepting, lets requests in progress finish, closes idle connections, and returns once every
+/// connection is closed.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    limits: ServerLimits,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let router = router(app.clone());
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            app.metrics.record_connection_refused();
+            tracing::debug!(
+                max_connections = limits.max_connections,
+                "connection refused: too many open connections"
+            );
+            drop(stream);
+            continue;
+        };
+        let open = OpenConnection::new(app.clone(), slot);
+        connections.spawn(serve_connection(
+            stream,
+            router.clone(),
+            limits,
+            shutdown.clone(),
+            open,
+        ));
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// One accepted connection's slot under the cap, counted in the open-connections gauge while
+/// it lives.
+struct OpenConnection {
+    app: Arc<App>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(app: Arc<App>, slot: tokio::sync::OwnedSemaphorePermit) -> OpenConnection {
+        app.metrics.connection_opened();
+        OpenConnection { app, _slot: slot }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.app.metrics.connection_closed();
+    }
+}
+
+/// HTTP/1.1 on one connection until the client closes it, the header-read timeout passes, or
+/// shutdown (which lets the request in progress finish).
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    limits: ServerLimits,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    _open: OpenConnection,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let stopping = async move {
+        // An error means the daemon is gone: stop as well.
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = stopping => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // Clients going away and the header-read timeout end up here: not the server's fault.
+        tracing::debug!(error = %e, "HTTP connection closed with an error");
+    }
 }
 
 /// The router of the endpoints.
