@@ -1219,6 +1219,89 @@ mod tests {
         assert!(!m.render().contains("\"gone\""));
     }
 
+    #[test]
+    fn failed_runs_are_counted_by_run_reason_and_cancelled_runs_not_at_all() {
+        let m = metrics();
+        m.sync(&[scenario(SHOP), scenario(OTHER)]);
+        let series = |t: &str, sc: &str, r: Reason| {
+            let labels = if sc == "shop" {
+                L.to_string()
+            } else {
+                format!("scenario=\"{sc}\",location=\"eu-west-1\"")
+            };
+            value(
+                t,
+                &format!("{RUN_FAILURES_TOTAL}{{{labels},reason=\"{r}\"}}"),
+            )
+        };
+        let t = m.render();
+        for sc in ["shop", "other"] {
+            for r in Reason::ALL {
+                assert_eq!(series(&t, sc, r).as_deref(), Some("0"), "{sc} {r}");
+            }
+        }
+        // A step failure: the run's reason is the step's.
+        m.record(&outcome("shop", vec![step("home", StepStatus::Failed, 10)]));
+        // A run-level failure: a secret could not be read, every step skipped.
+        let mut config = outcome("shop", vec![step("home", StepStatus::Skipped, 0)]);
+        config.reason = Some(Reason::Config);
+        config.message = Some("secret `pw`: environment variable PW is not set".into());
+        assert_eq!(config.run_level_failure(), Some(Reason::Config));
+        m.record(&config);
+        // Cut short by shutdown: says nothing about the target, counted nowhere.
+        let mut cancelled = outcome("shop", vec![step("home", StepStatus::Failed, 10)]);
+        cancelled.cancelled = true;
+        m.record(&cancelled);
+        // A pass is no failure.
+        m.record(&outcome("shop", vec![step("home", StepStatus::Passed, 10)]));
+        let t = m.render();
+        assert_eq!(series(&t, "shop", Reason::HttpStatus).as_deref(), Some("1"));
+        assert_eq!(series(&t, "shop", Reason::Config).as_deref(), Some("1"));
+        assert_eq!(series(&t, "shop", Reason::Timeout).as_deref(), Some("0"));
+        assert_eq!(series(&t, "other", Reason::Config).as_deref(), Some("0"));
+        assert_eq!(
+            m.counts("shop"),
+            Some(RunCounts {
+                success: 1,
+                failure: 2,
+                skipped: 0
+            })
+        );
+        assert_eq!(
+            value(
+                &t,
+                &format!("{STEP_FAILURES_TOTAL}{{{L},step=\"home\",kind=\"http\",reason=\"http_status\"}}")
+            )
+            .as_deref(),
+            Some("1"),
+            "the cancelled run's step is not counted either"
+        );
+        assert_eq!(
+            t.matches(&format!("# TYPE {RUN_FAILURES_TOTAL} counter"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn connection_series_follow_the_server() {
+        let m = metrics();
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_closed();
+        m.record_connection_refused();
+        let t = m.render();
+        assert!(
+            t.contains(&format!(
+                "{HTTP_CONNECTIONS_OPEN}{{location=\"eu-west-1\"}} 1"
+            )),
+            "{t}"
+        );
+        assert!(t.contains(&format!(
+            "{HTTP_CONNECTIONS_REFUSED_TOTAL}{{location=\"eu-west-1\"}} 1"
+        )));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn latency_quantiles_cover_a_sliding_window() {
         let m = metrics();

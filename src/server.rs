@@ -179,6 +179,7 @@ impl App {
                     "next_run": s.next_run.map(rfc3339),
                     "running": s.running,
                     "runs": self.metrics.counts(name).unwrap_or_default(),
+                    "last_run_failure": s.last.as_deref().and_then(run_failure_json),
                     "last_run": s.last.as_deref(),
                 })
             })
@@ -296,10 +297,17 @@ impl App {
                 h.push_str("<p>not run yet</p>\n");
                 continue;
             };
+            if let Some(reason) = o.run_level_failure() {
+                let _ = writeln!(
+                    h,
+                    "<p class=\"failed\">the run failed before or between its steps: {}</p>",
+                    esc(reason.as_str())
+                );
+            }
             if let Some(m) = &o.message {
                 let _ = writeln!(h, "<pre class=\"failed\">{}</pre>", esc(m));
             }
-            h.push_str("<table><tr><th>step</th><th>kind</th><th>result</th><th>reason</th><th>duration</th><th>attempts</th><th>message</th></tr>\n");
+            h.push_str("<table><tr><th>step</th><th>kind</th><th>result</th><th>reason</th><th>duration</th><th>attempts</th><th>message</th><th>notes</th></tr>\n");
             for st in &o.steps {
                 let status = match st.status {
                     StepStatus::Passed => "passed",
@@ -308,7 +316,7 @@ impl App {
                 };
                 let _ = writeln!(
                     h,
-                    "<tr><td>{}{}</td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+                    "<tr><td>{}{}</td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td><td><pre>{}</pre></td></tr>",
                     esc(&st.name),
                     if st.cleanup { " (finally)" } else { "" },
                     esc(st.kind),
@@ -316,6 +324,7 @@ impl App {
                     esc(&crate::units::format_duration(st.duration)),
                     st.attempts,
                     esc(st.message.as_deref().unwrap_or("")),
+                    esc(&st.notes.join("\n")),
                 );
             }
             h.push_str("</table>\n");
@@ -326,6 +335,12 @@ impl App {
         h.push_str("</body></html>\n");
         h
     }
+}
+
+/// `{"reason", "message"}` of a run that failed on its own (no step failed), else None.
+fn run_failure_json(o: &ScenarioOutcome) -> Option<Value> {
+    o.run_level_failure()
+        .map(|reason| json!({"reason": reason, "message": o.message}))
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -511,6 +526,7 @@ async fn status(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::{Reason, StepOutcome};
 
     #[test]
     fn escapes_markup() {
@@ -518,6 +534,89 @@ mod tests {
             esc(r#"<script>"a" & 'b'</script>"#),
             "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
         );
+    }
+
+    fn app_with_last_run(last: ScenarioOutcome) -> App {
+        let sc = crate::scenario::load::load_source(
+            "t.yaml",
+            "name: shop\nsteps:\n  - name: home\n    http: {url: \"http://127.0.0.1:9/\"}\n",
+            &crate::scenario::LoadOptions::default(),
+        )
+        .expect("valid scenario");
+        let metrics = Arc::new(Metrics::new(&[], &[]).expect("metrics"));
+        metrics.sync(std::slice::from_ref(&sc));
+        let app = App::new(metrics, None);
+        app.sync(&[sc]);
+        app.finished(&Arc::new(last));
+        app
+    }
+
+    fn outcome(success: bool, step: StepStatus, reason: Option<Reason>) -> ScenarioOutcome {
+        ScenarioOutcome {
+            scenario: "shop".into(),
+            file: "t.yaml".into(),
+            run_id: "r1".into(),
+            iteration: 1,
+            started_at: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_millis(5),
+            success,
+            reason,
+            timed_out: false,
+            message: (!success).then(|| "secret `pw`: cannot read file /run/pw <x>".to_string()),
+            cancelled: false,
+            cleanup_errors: Vec::new(),
+            labels: BTreeMap::new(),
+            steps: vec![StepOutcome {
+                name: "home".into(),
+                kind: "http",
+                status: step,
+                cleanup: false,
+                reason: None,
+                message: None,
+                duration: Duration::from_millis(5),
+                attempts: 1,
+                phases: Vec::new(),
+                assertions: Vec::new(),
+                certificate_not_after: None,
+                location: "t.yaml:3".into(),
+                notes: vec!["response body cut at max_body <1 KiB>".into()],
+            }],
+        }
+    }
+
+    #[test]
+    fn status_shows_a_run_level_failure_and_step_notes() {
+        let app = app_with_last_run(outcome(false, StepStatus::Skipped, Some(Reason::Config)));
+        let doc = app.status_json();
+        let sc = &doc["scenarios"][0];
+        assert_eq!(sc["last_run_failure"]["reason"], "config");
+        assert_eq!(
+            sc["last_run_failure"]["message"],
+            "secret `pw`: cannot read file /run/pw <x>"
+        );
+        assert_eq!(
+            sc["last_run"]["steps"][0]["notes"][0],
+            "response body cut at max_body <1 KiB>"
+        );
+        let html = app.status_html();
+        assert!(
+            html.contains("the run failed before or between its steps: config"),
+            "{html}"
+        );
+        assert!(
+            html.contains("cannot read file /run/pw &lt;x&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("<pre>response body cut at max_body &lt;1 KiB&gt;</pre>"));
+    }
+
+    #[test]
+    fn status_has_no_run_level_failure_when_a_step_failed_or_the_run_passed() {
+        let app = app_with_last_run(outcome(false, StepStatus::Failed, Some(Reason::Connect)));
+        assert!(app.status_json()["scenarios"][0]["last_run_failure"].is_null());
+        assert!(!app.status_html().contains("before or between its steps"));
+        let app = app_with_last_run(outcome(true, StepStatus::Passed, None));
+        assert!(app.status_json()["scenarios"][0]["last_run_failure"].is_null());
     }
 
     #[test]
