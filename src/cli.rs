@@ -231,7 +231,7 @@ async fn run(args: RunArgs) -> Result<i32, CliError> {
     for (format, path) in &args.reports {
         let text = match format {
             ReportFormat::Json => report::json::render_with_thresholds(&outcomes, &verdicts)?,
-            ReportFormat::Junit => report::junit::render(&outcomes),
+            ReportFormat::Junit => report::junit::render(&outcomes, &verdicts),
         };
         std::fs::write(path, text).map_err(|source| CliError::Report {
             path: path.clone(),
