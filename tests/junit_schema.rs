@@ -3,7 +3,8 @@
 //! (tests/schema/jenkins-junit-10.xsd, unmodified, MIT licence in its header; from
 //! github.com/jenkinsci/xunit-plugin, src/main/resources/org/jenkinsci/plugins/xunit/types/
 //! model/xsd/junit-10.xsd at 8c515de2804b3fd591a3b0f1ff8908a1b1a41887) — passing, failing and
-//! erroring steps, a run-level failure, iterations and thresholds.
+//! erroring steps, a run-level failure, iterations and thresholds. The JSON report of the
+//! run-level failure names it as well.
 //!
 //! No published Jenkins/Ant schema declares `file` and `line` on `<testcase>` (pytest's and
 //! GitLab's attributes, which flowprobe writes): the raw report must fail validation on exactly
@@ -206,6 +207,7 @@ fn a_run_level_failure_in_a_later_iteration_validates() {
     )
     .expect("write secret.yaml");
     let report = dir.path().join("junit.xml");
+    let json_report = dir.path().join("report.json");
     let mut child_process = flowprobe_run(
         dir.path(),
         &[
@@ -216,6 +218,8 @@ fn a_run_level_failure_in_a_later_iteration_validates() {
             "1",
             "--report",
             &format!("junit={}", report.display()),
+            "--report",
+            &format!("json={}", json_report.display()),
         ],
     )
     .stdout(std::process::Stdio::null())
@@ -257,4 +261,16 @@ fn a_run_level_failure_in_a_later_iteration_validates() {
     assert_eq!(run.attribute("file"), Some("secret.yaml"));
     assert!(!xml.contains("(run) #1"));
     assert!(!xml.contains("tok-junit-5ecr3t"));
+
+    // The JSON report of the same runs names the run-level failure too.
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_report).expect("read JSON report"))
+            .expect("valid JSON");
+    assert!(doc["runs"][0].get("run_failure").is_none(), "{doc:#}");
+    let second = &doc["runs"][1];
+    assert_eq!(second["reason"], "config", "{doc:#}");
+    assert_eq!(second["run_failure"]["reason"], "config");
+    assert!(second["run_failure"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("cannot read file")));
 }
