@@ -7,8 +7,9 @@
 //! family by family in bounded chunks ([`Metrics::render_chunks`]), because a scenario may carry
 //! its own static labels and its own bucket set (which the prometheus crate's registry does not
 //! allow within one family) and because 10,000 scenarios must not need their whole exposition in
-//! memory at once. Process metrics, build info and reload counters live in a prometheus
-//! [`Registry`] and are encoded by its `TextEncoder`.
+//! memory at once. Process metrics, build info, reload counters and the HTTP connection series
+//! live in a prometheus [`Registry`] and are encoded by its `TextEncoder`. Runs cancelled by
+//! shutdown are not recorded.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;

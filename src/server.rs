@@ -358,7 +358,7 @@ pub struct ServerLimits {
 }
 
 /// Pause after an accept error (out of file descriptors, mostly) before accepting again.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(500);
 
 /// Serves the endpoints on `listener` within `limits` until `shutdown` turns true; then stops
 /// accepting, lets requests in progress finish, closes idle connections, and returns once every
@@ -379,6 +379,11 @@ pub async fn serve_http(
         };
         let stream = match accepted {
             Ok((stream, _peer)) => stream,
+            // The client gave up before it was accepted: nothing wrong with the server.
+            Err(e) if is_connection_error(&e) => {
+                tracing::debug!(error = %e, "connection gone before it was accepted");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot accept a connection");
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -406,6 +411,13 @@ pub async fn serve_http(
     }
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 /// One accepted connection's slot under the cap, counted in the open-connections gauge while

@@ -58,7 +58,7 @@ fn counts(cases: &[Case]) -> (usize, usize, usize, usize) {
 }
 
 /// Reasons reported as `<error>`: the probe could not reach a verdict on the target's answer.
-pub fn is_error(reason: Reason) -> bool {
+fn is_error(reason: Reason) -> bool {
     matches!(
         reason,
         Reason::Dns
@@ -71,7 +71,7 @@ pub fn is_error(reason: Reason) -> bool {
 }
 
 /// Splits `file:line` or `file:line:column` into the file and the line.
-pub fn split_location(location: &str) -> (&str, Option<u32>) {
+fn split_location(location: &str) -> (&str, Option<u32>) {
     let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let mut rest = location;
     let mut numbers = Vec::new();
