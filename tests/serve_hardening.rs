@@ -128,24 +128,19 @@ fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
         (value(&t, "flowprobe_http_connections_open", &[]) == Some(1.0)).then_some(())
     });
 
-    let mut idle: Vec<TcpStream> = (0..4).map(|_| connect(probe.port)).collect();
+    // The scrape's own connection is released just after its answer: give it a moment.
     std::thread::sleep(Duration::from_millis(300));
-    let extra_opened = Instant::now();
-    let mut extra: Vec<TcpStream> = (0..3).map(|_| connect(probe.port)).collect();
-    for (i, s) in extra.iter_mut().enumerate() {
-        let after = closed_since(s, extra_opened, Duration::from_secs(3));
-        assert!(
-            after.is_some_and(|a| a < Duration::from_secs(2)),
-            "extra connection {i} beyond the cap was not closed at once ({after:?})"
-        );
-    }
-    for (i, s) in idle.iter_mut().enumerate() {
-        assert_eq!(
-            closed_since(s, Instant::now(), Duration::from_millis(500)),
-            None,
-            "connection {i} within the cap was closed"
-        );
-    }
+
+    // Cap + 3 connections that send nothing: within a second (the header timeout is a minute)
+    // 3 are closed, the cap's worth stay open.
+    let mut all: Vec<TcpStream> = (0..7).map(|_| connect(probe.port)).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let closed: Vec<bool> = all
+        .iter_mut()
+        .map(|s| closed_since(s, Instant::now(), Duration::from_millis(100)).is_some())
+        .collect();
+    assert_eq!(closed, [false, false, false, false, true, true, true]);
+    let idle: Vec<TcpStream> = all.drain(..4).collect();
     // While the cap is taken, a scrape is refused as well.
     assert!(support::prometheus::http_get(probe.port, "/metrics", None).is_err());
 
