@@ -56,19 +56,12 @@ pub struct ServeArgs {
     pub vars: Vec<(String, String)>,
     /// Time a client of the endpoints has to send a request's headers; a connection that sends
     /// nothing, half a request, or idles between requests this long is closed.
-    #[arg(long, env = "FLOWPROBE_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_positive_duration)]
+    #[arg(long, env = "FLOWPROBE_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = crate::server::parse_header_read_timeout)]
     pub header_read_timeout: Duration,
     /// Most open connections to the endpoints; more are closed at once (counted in
     /// flowprobe_http_connections_refused_total).
     #[arg(long, env = "FLOWPROBE_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
-}
-
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    match parse_duration(s)? {
-        d if d.is_zero() => Err("must be more than 0s".into()),
-        d => Ok(d),
-    }
 }
 
 /// `--buckets`, parsed.

@@ -357,6 +357,14 @@ pub struct ServerLimits {
     pub max_connections: usize,
 }
 
+/// Parses `--header-read-timeout`: a duration of more than 0s.
+pub fn parse_header_read_timeout(s: &str) -> Result<Duration, String> {
+    match crate::units::parse_duration(s).map_err(|e| e.to_string())? {
+        d if d.is_zero() => Err("must be more than 0s".into()),
+        d => Ok(d),
+    }
+}
+
 /// Pause after an accept error (out of file descriptors, mostly) before accepting again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(500);
 
@@ -629,6 +637,16 @@ mod tests {
         assert!(!app.status_html().contains("before or between its steps"));
         let app = app_with_last_run(outcome(true, StepStatus::Passed, None));
         assert!(app.status_json()["scenarios"][0]["last_run_failure"].is_null());
+    }
+
+    #[test]
+    fn the_header_read_timeout_is_a_positive_duration() {
+        assert_eq!(
+            parse_header_read_timeout("1500ms"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert!(parse_header_read_timeout("0s").is_err());
+        assert!(parse_header_read_timeout("soon").is_err());
     }
 
     #[test]

@@ -269,3 +269,19 @@ fn one_rejected_edit_counts_once_however_often_it_is_reloaded() {
     );
     assert_eq!(probe.scenario_names(), vec!["alpha", "gamma"]);
 }
+
+#[test]
+fn limits_of_zero_are_refused_at_start_up() {
+    let (_dir, scenarios) = scenario_dir(&[("idle.yaml", IDLE_SCENARIO)]);
+    for (flag, value) in [("--max-connections", "0"), ("--header-read-timeout", "0s")] {
+        let out = std::process::Command::new(support::flowprobe_bin())
+            .arg("serve")
+            .arg(&scenarios)
+            .args(["--listen", "127.0.0.1:0", flag, value])
+            .output()
+            .expect("run flowprobe serve");
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag), "{stderr}");
+    }
+}
