@@ -20,6 +20,7 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # kubernetes-client is the fallback on a bare Debian.
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   $SUDO apt-get update -qq

@@ -312,7 +312,7 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
     for (format, path) in &args.reports {
         let text = match format {
             ReportFormat::Json => report::json::render_with_thresholds(&outcomes, &verdicts)?,
-            ReportFormat::Junit => report::junit::render(&outcomes),
+            ReportFormat::Junit => report::junit::render(&outcomes, &verdicts),
         };
         write_report(path, &text)?;
     }

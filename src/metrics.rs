@@ -7,8 +7,9 @@
 //! family by family in bounded chunks ([`Metrics::render_chunks`]), because a scenario may carry
 //! its own static labels and its own bucket set (which the prometheus crate's registry does not
 //! allow within one family) and because 10,000 scenarios must not need their whole exposition in
-//! memory at once. Process metrics, build info and reload counters live in a prometheus
-//! [`Registry`] and are encoded by its `TextEncoder`.
+//! memory at once. Process metrics, build info, reload counters and the HTTP connection series
+//! live in a prometheus [`Registry`] and are encoded by its `TextEncoder`. Runs cancelled by
+//! shutdown are not recorded.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
-use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use rand::Rng;
 use tokio::time::Instant;
 
@@ -28,6 +29,7 @@ pub const RUNS_TOTAL: &str = "flowprobe_runs_total";
 pub const RUN_DURATION_SECONDS: &str = "flowprobe_run_duration_seconds";
 pub const STEP_DURATION_SECONDS: &str = "flowprobe_step_duration_seconds";
 pub const STEP_FAILURES_TOTAL: &str = "flowprobe_step_failures_total";
+pub const RUN_FAILURES_TOTAL: &str = "flowprobe_run_failures_total";
 pub const STEP_RETRIES_TOTAL: &str = "flowprobe_step_retries_total";
 pub const PHASE_DURATION_SECONDS: &str = "flowprobe_phase_duration_seconds";
 pub const STEP_LATENCY_SECONDS: &str = "flowprobe_step_latency_seconds";
@@ -40,6 +42,8 @@ pub const BUILD_INFO: &str = "flowprobe_build_info";
 pub const RUNS_SKIPPED_TOTAL: &str = "flowprobe_runs_skipped_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "flowprobe_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "flowprobe_config_last_reload_success";
+pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "flowprobe_http_connections_refused_total";
+pub const HTTP_CONNECTIONS_OPEN: &str = "flowprobe_http_connections_open";
 
 /// Default histogram buckets in seconds (`--buckets` replaces them).
 pub const DEFAULT_BUCKETS: &[f64] = &[
@@ -333,6 +337,8 @@ struct Series {
     success: u64,
     failure: u64,
     skipped: u64,
+    /// Failed runs by the run's reason, in [`Reason::ALL`] order.
+    run_failures: [u64; Reason::ALL.len()],
     run_duration: Hist,
     /// Steps (and `finally` steps) in scenario order.
     steps: Vec<(String, StepSeries)>,
@@ -347,6 +353,7 @@ impl Series {
             success: 0,
             failure: 0,
             skipped: 0,
+            run_failures: [0; Reason::ALL.len()],
             run_duration: Hist::new(bounds),
             steps: Vec::new(),
             last_success: None,
@@ -382,6 +389,8 @@ pub struct Metrics {
     registry: Registry,
     reloads: IntCounterVec,
     last_reload_success: IntGauge,
+    connections_refused: IntCounter,
+    connections_open: IntGauge,
 }
 
 impl Metrics {
@@ -431,6 +440,22 @@ impl Metrics {
         registry
             .register(Box::new(last_reload_success.clone()))
             .map_err(reg_err)?;
+        let connections_refused = IntCounter::new(
+            HTTP_CONNECTIONS_REFUSED_TOTAL,
+            "Connections to the endpoints closed at once because --max-connections were open",
+        )
+        .map_err(reg_err)?;
+        registry
+            .register(Box::new(connections_refused.clone()))
+            .map_err(reg_err)?;
+        let connections_open = IntGauge::new(
+            HTTP_CONNECTIONS_OPEN,
+            "Connections to the endpoints open now",
+        )
+        .map_err(reg_err)?;
+        registry
+            .register(Box::new(connections_open.clone()))
+            .map_err(reg_err)?;
         let mut sorted = const_labels.to_vec();
         sorted.sort();
         Ok(Metrics {
@@ -445,6 +470,8 @@ impl Metrics {
             registry,
             reloads,
             last_reload_success,
+            connections_refused,
+            connections_open,
         })
     }
 
@@ -507,6 +534,7 @@ impl Metrics {
                         series.success = old.success;
                         series.failure = old.failure;
                         series.skipped = old.skipped;
+                        series.run_failures = old.run_failures;
                         series.last_success = old.last_success;
                         series.last_run = old.last_run;
                         series.last_success_at = old.last_success_at;
@@ -548,8 +576,12 @@ impl Metrics {
         }
     }
 
-    /// Reads one outcome into the series of its scenario (ignored when the scenario is gone).
+    /// Reads one outcome into the series of its scenario (ignored when the scenario is gone,
+    /// and when shutdown cancelled the run: it says nothing about the target).
     pub fn record(&self, o: &ScenarioOutcome) {
+        if o.cancelled {
+            return;
+        }
         let Some(m) = self.scenario(&o.scenario) else {
             return;
         };
@@ -559,6 +591,10 @@ impl Metrics {
             s.success += 1;
         } else {
             s.failure += 1;
+            let reason = o.reason.unwrap_or(Reason::Internal);
+            if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
+                s.run_failures[i] += 1;
+            }
         }
         s.run_duration.observe(o.duration.as_secs_f64());
         let finished = unix_secs(o.started_at) + o.duration.as_secs_f64();
@@ -610,6 +646,20 @@ impl Metrics {
             .with_label_values(&[if success { "success" } else { "failure" }])
             .inc();
         self.last_reload_success.set(i64::from(success));
+    }
+
+    /// Counts a connection closed at once because `--max-connections` were open.
+    pub fn record_connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Counts a connection the server now serves (see [`Metrics::connection_closed`]).
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
     }
 
     /// Run counts of a scenario.
@@ -674,6 +724,7 @@ enum Family {
     RunDuration,
     StepDuration,
     StepFailures,
+    RunFailures,
     StepRetries,
     PhaseDuration,
     StepLatency,
@@ -684,12 +735,13 @@ enum Family {
 }
 
 impl Family {
-    const ALL: [Family; 12] = [
+    const ALL: [Family; 13] = [
         Family::Runs,
         Family::Skipped,
         Family::RunDuration,
         Family::StepDuration,
         Family::StepFailures,
+        Family::RunFailures,
         Family::StepRetries,
         Family::PhaseDuration,
         Family::StepLatency,
@@ -718,6 +770,12 @@ impl Family {
                 "Duration of steps, retries included",
             ),
             Family::StepFailures => (STEP_FAILURES_TOTAL, "counter", "Failed steps by reason"),
+            Family::RunFailures => (
+                RUN_FAILURES_TOTAL,
+                "counter",
+                "Failed runs by the run's reason: the first failed step's, or the run's own \
+                 (config, timeout, internal) when no step failed",
+            ),
             Family::StepRetries => (
                 STEP_RETRIES_TOTAL,
                 "counter",
@@ -853,6 +911,11 @@ impl<M: Deref<Target = Metrics>> RenderChunks<M> {
                             r.as_str()
                         );
                     }
+                }
+            }
+            Family::RunFailures => {
+                for (r, n) in Reason::ALL.iter().zip(s.run_failures.iter()) {
+                    let _ = writeln!(out, "{name}{{{l},reason=\"{}\"}} {n}", r.as_str());
                 }
             }
             Family::StepRetries => {
@@ -1156,6 +1219,89 @@ mod tests {
         // Outcomes of unknown scenarios are ignored.
         m.record(&outcome("gone", vec![step("x", StepStatus::Passed, 1)]));
         assert!(!m.render().contains("\"gone\""));
+    }
+
+    #[test]
+    fn failed_runs_are_counted_by_run_reason_and_cancelled_runs_not_at_all() {
+        let m = metrics();
+        m.sync(&[scenario(SHOP), scenario(OTHER)]);
+        let series = |t: &str, sc: &str, r: Reason| {
+            let labels = if sc == "shop" {
+                L.to_string()
+            } else {
+                format!("scenario=\"{sc}\",location=\"eu-west-1\"")
+            };
+            value(
+                t,
+                &format!("{RUN_FAILURES_TOTAL}{{{labels},reason=\"{r}\"}}"),
+            )
+        };
+        let t = m.render();
+        for sc in ["shop", "other"] {
+            for r in Reason::ALL {
+                assert_eq!(series(&t, sc, r).as_deref(), Some("0"), "{sc} {r}");
+            }
+        }
+        // A step failure: the run's reason is the step's.
+        m.record(&outcome("shop", vec![step("home", StepStatus::Failed, 10)]));
+        // A run-level failure: a secret could not be read, every step skipped.
+        let mut config = outcome("shop", vec![step("home", StepStatus::Skipped, 0)]);
+        config.reason = Some(Reason::Config);
+        config.message = Some("secret `pw`: environment variable PW is not set".into());
+        assert_eq!(config.run_level_failure(), Some(Reason::Config));
+        m.record(&config);
+        // Cut short by shutdown: says nothing about the target, counted nowhere.
+        let mut cancelled = outcome("shop", vec![step("home", StepStatus::Failed, 10)]);
+        cancelled.cancelled = true;
+        m.record(&cancelled);
+        // A pass is no failure.
+        m.record(&outcome("shop", vec![step("home", StepStatus::Passed, 10)]));
+        let t = m.render();
+        assert_eq!(series(&t, "shop", Reason::HttpStatus).as_deref(), Some("1"));
+        assert_eq!(series(&t, "shop", Reason::Config).as_deref(), Some("1"));
+        assert_eq!(series(&t, "shop", Reason::Timeout).as_deref(), Some("0"));
+        assert_eq!(series(&t, "other", Reason::Config).as_deref(), Some("0"));
+        assert_eq!(
+            m.counts("shop"),
+            Some(RunCounts {
+                success: 1,
+                failure: 2,
+                skipped: 0
+            })
+        );
+        assert_eq!(
+            value(
+                &t,
+                &format!("{STEP_FAILURES_TOTAL}{{{L},step=\"home\",kind=\"http\",reason=\"http_status\"}}")
+            )
+            .as_deref(),
+            Some("1"),
+            "the cancelled run's step is not counted either"
+        );
+        assert_eq!(
+            t.matches(&format!("# TYPE {RUN_FAILURES_TOTAL} counter"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn connection_series_follow_the_server() {
+        let m = metrics();
+        m.connection_opened();
+        m.connection_opened();
+        m.connection_closed();
+        m.record_connection_refused();
+        let t = m.render();
+        assert!(
+            t.contains(&format!(
+                "{HTTP_CONNECTIONS_OPEN}{{location=\"eu-west-1\"}} 1"
+            )),
+            "{t}"
+        );
+        assert!(t.contains(&format!(
+            "{HTTP_CONNECTIONS_REFUSED_TOTAL}{{location=\"eu-west-1\"}} 1"
+        )));
     }
 
     #[tokio::test(start_paused = true)]

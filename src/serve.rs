@@ -66,6 +66,14 @@ pub struct ServeArgs {
     /// Set a scenario var: --var ingress=https://shop.example.com (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_kv)]
     pub vars: Vec<(String, String)>,
+    /// Time a client of the endpoints has to send a request's headers; a connection that sends
+    /// nothing, half a request, or idles between requests this long is closed.
+    #[arg(long, env = "FLOWPROBE_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = crate::server::parse_header_read_timeout)]
+    pub header_read_timeout: Duration,
+    /// Most open connections to the endpoints; more are closed at once (counted in
+    /// flowprobe_http_connections_refused_total).
+    #[arg(long, env = "FLOWPROBE_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 /// `--buckets`, parsed.
@@ -207,16 +215,27 @@ impl Daemon {
             .apply(set.into_iter().map(Arc::new).collect());
     }
 
-    /// Loads the scenarios again; an invalid set leaves the running one in place.
+    /// Loads the scenarios again; an invalid set leaves the running one in place. The same
+    /// rejected files reloaded again (SIGHUP after a rejected edit) are not a new rejection:
+    /// counted and logged as an error once.
     async fn reload(&self, why: &str) {
         let source = self.source.clone();
         // Secrets were checked at start-up; from now on a missing one fails runs (reason
         // `config`) instead of blocking every other change.
-        let result = tokio::task::spawn_blocking(move || source.load(false))
-            .await
-            .unwrap_or_else(|e| Err(vec![format!("reload task failed: {e}")]));
+        let result = tokio::task::spawn_blocking(move || {
+            // The files' paths and content hashes (not their mtimes), taken before loading as at
+            // start-up: a change made while loading is seen by the next poll.
+            let files: String = source
+                .fingerprint(&mut FileCache::default())
+                .iter()
+                .map(|f| format!("{}\0{}\n", f.path.display(), f.hash))
+                .collect();
+            (source.load(false), files)
+        })
+        .await
+        .unwrap_or_else(|e| (Err(vec![format!("reload task failed: {e}")]), String::new()));
         match result {
-            Ok(set) => {
+            (Ok(set), _) => {
                 let n = set.len();
                 self.apply(set);
                 self.app.metrics.record_reload(true);
@@ -224,10 +243,23 @@ impl Daemon {
                     at: SystemTime::now(),
                     success: true,
                     errors: Vec::new(),
+                    rejected_files: None,
                 });
                 tracing::info!(trigger = why, scenarios = n, "scenarios reloaded");
             }
-            Err(errors) => {
+            (Err(errors), files) => {
+                let already_rejected = self
+                    .app
+                    .last_reload()
+                    .and_then(|r| r.rejected_files)
+                    .is_some_and(|previous| !files.is_empty() && previous == files);
+                if already_rejected {
+                    tracing::debug!(
+                        trigger = why,
+                        "reload skipped: these files were rejected already and have not changed"
+                    );
+                    return;
+                }
                 self.app.metrics.record_reload(false);
                 for e in &errors {
                     tracing::error!(trigger = why, error = %e, "reload rejected; the previous scenarios keep running");
@@ -236,6 +268,7 @@ impl Daemon {
                     at: SystemTime::now(),
                     success: false,
                     errors,
+                    rejected_files: Some(files),
                 });
             }
         }
@@ -368,15 +401,17 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
         tracing::warn!("no scenario belongs to this shard; serving metrics only");
     }
 
-    let (stop_tx, mut server_stop) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = server_stop.wait_for(|s| *s).await;
-        };
-        axum::serve(listener, crate::server::router(app))
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let (stop_tx, server_stop) = tokio::sync::watch::channel(false);
+    let limits = crate::server::ServerLimits {
+        header_read_timeout: args.header_read_timeout,
+        max_connections: args.max_connections as usize,
+    };
+    let server = tokio::spawn(crate::server::serve_http(
+        listener,
+        app,
+        limits,
+        server_stop,
+    ));
 
     // Reloads: SIGHUP, or a changed fingerprint of the scenario files.
     let watcher = {

@@ -2,7 +2,8 @@
 //! in chunks), `/healthz` (alive), `/readyz` (scenarios loaded and scheduled), and `/status`
 //! (each scenario's last outcome and next run) as JSON, or as an HTML page for a browser that
 //! asks for `text/html`. Everything on the page is escaped; outcome messages are already
-//! redacted by the runner.
+//! redacted by the runner. The server loop ([`serve_http`]) bounds what clients can hold: a
+//! header-read timeout and a cap on open connections.
 
 use crate::report::escape_markup as esc;
 use std::collections::BTreeMap;
@@ -49,6 +50,10 @@ pub struct ReloadState {
     /// Why the new set was rejected (diagnostics, one per entry).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Identity of the rejected files (paths and content hashes): reloading the same files
+    /// again is not a new rejection.
+    #[serde(skip)]
+    pub rejected_files: Option<String>,
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -149,6 +154,14 @@ impl App {
         *self.last_reload.write().unwrap_or_else(|e| e.into_inner()) = Some(state);
     }
 
+    /// The result of the last reload, if there was one.
+    pub fn last_reload(&self) -> Option<ReloadState> {
+        self.last_reload
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The `/status` document.
     pub fn status_json(&self) -> Value {
         let scenarios: Vec<Value> = self
@@ -166,6 +179,7 @@ impl App {
                     "next_run": s.next_run.map(rfc3339),
                     "running": s.running,
                     "runs": self.metrics.counts(name).unwrap_or_default(),
+                    "last_run_failure": s.last.as_deref().and_then(run_failure_json),
                     "last_run": s.last.as_deref(),
                 })
             })
@@ -283,10 +297,17 @@ impl App {
                 h.push_str("<p>not run yet</p>\n");
                 continue;
             };
+            if let Some(reason) = o.run_level_failure() {
+                let _ = writeln!(
+                    h,
+                    "<p class=\"failed\">the run failed before or between its steps: {}</p>",
+                    esc(reason.as_str())
+                );
+            }
             if let Some(m) = &o.message {
                 let _ = writeln!(h, "<pre class=\"failed\">{}</pre>", esc(m));
             }
-            h.push_str("<table><tr><th>step</th><th>kind</th><th>result</th><th>reason</th><th>duration</th><th>attempts</th><th>message</th></tr>\n");
+            h.push_str("<table><tr><th>step</th><th>kind</th><th>result</th><th>reason</th><th>duration</th><th>attempts</th><th>message</th><th>notes</th></tr>\n");
             for st in &o.steps {
                 let status = match st.status {
                     StepStatus::Passed => "passed",
@@ -295,7 +316,7 @@ impl App {
                 };
                 let _ = writeln!(
                     h,
-                    "<tr><td>{}{}</td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td></tr>",
+                    "<tr><td>{}{}</td><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td><td><pre>{}</pre></td></tr>",
                     esc(&st.name),
                     if st.cleanup { " (finally)" } else { "" },
                     esc(st.kind),
@@ -303,6 +324,7 @@ impl App {
                     esc(&crate::units::format_duration(st.duration)),
                     st.attempts,
                     esc(st.message.as_deref().unwrap_or("")),
+                    esc(&st.notes.join("\n")),
                 );
             }
             h.push_str("</table>\n");
@@ -315,8 +337,148 @@ impl App {
     }
 }
 
+/// `{"reason", "message"}` of a run that failed on its own (no step failed), else None.
+fn run_failure_json(o: &ScenarioOutcome) -> Option<Value> {
+    o.run_level_failure()
+        .map(|reason| json!({"reason": reason, "message": o.message}))
+}
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// What one client may hold of the server (`--header-read-timeout`, `--max-connections`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Time to send a request's headers; a connection that sends nothing, half a request, or
+    /// stays idle between keep-alive requests this long is closed.
+    pub header_read_timeout: Duration,
+    /// Open connections at most; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+}
+
+/// Parses `--header-read-timeout`: a duration of more than 0s.
+pub fn parse_header_read_timeout(s: &str) -> Result<Duration, String> {
+    match crate::units::parse_duration(s).map_err(|e| e.to_string())? {
+        d if d.is_zero() => Err("must be more than 0s".into()),
+        d => Ok(d),
+    }
+}
+
+/// Pause after an accept error (out of file descriptors, mostly) before accepting again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(500);
+
+/// Serves the endpoints on `listener` within `limits` until `shutdown` turns true; then stops
+/// accepting, lets requests in progress finish, closes idle connections, and returns once every
+/// connection is closed.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    limits: ServerLimits,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let router = router(app.clone());
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            // The client gave up before it was accepted: nothing wrong with the server.
+            Err(e) if is_connection_error(&e) => {
+                tracing::debug!(error = %e, "connection gone before it was accepted");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            app.metrics.record_connection_refused();
+            tracing::debug!(
+                max_connections = limits.max_connections,
+                "connection refused: too many open connections"
+            );
+            drop(stream);
+            continue;
+        };
+        let open = OpenConnection::new(app.clone(), slot);
+        connections.spawn(serve_connection(
+            stream,
+            router.clone(),
+            limits,
+            shutdown.clone(),
+            open,
+        ));
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// One accepted connection's slot under the cap, counted in the open-connections gauge while
+/// it lives.
+struct OpenConnection {
+    app: Arc<App>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(app: Arc<App>, slot: tokio::sync::OwnedSemaphorePermit) -> OpenConnection {
+        app.metrics.connection_opened();
+        OpenConnection { app, _slot: slot }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.app.metrics.connection_closed();
+    }
+}
+
+/// HTTP/1.1 on one connection until the client closes it, the header-read timeout passes, or
+/// shutdown (which lets the request in progress finish).
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    limits: ServerLimits,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    _open: OpenConnection,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let stopping = async move {
+        // An error means the daemon is gone: stop as well.
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = stopping => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // Clients going away and the header-read timeout end up here: not the server's fault.
+        tracing::debug!(error = %e, "HTTP connection closed with an error");
+    }
 }
 
 /// The router of the endpoints.
@@ -384,6 +546,7 @@ async fn status(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::{Reason, StepOutcome};
 
     #[test]
     fn escapes_markup() {
@@ -391,6 +554,99 @@ mod tests {
             esc(r#"<script>"a" & 'b'</script>"#),
             "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
         );
+    }
+
+    fn app_with_last_run(last: ScenarioOutcome) -> App {
+        let sc = crate::scenario::load::load_source(
+            "t.yaml",
+            "name: shop\nsteps:\n  - name: home\n    http: {url: \"http://127.0.0.1:9/\"}\n",
+            &crate::scenario::LoadOptions::default(),
+        )
+        .expect("valid scenario");
+        let metrics = Arc::new(Metrics::new(&[], &[]).expect("metrics"));
+        metrics.sync(std::slice::from_ref(&sc));
+        let app = App::new(metrics, None);
+        app.sync(&[sc]);
+        app.finished(&Arc::new(last));
+        app
+    }
+
+    fn outcome(success: bool, step: StepStatus, reason: Option<Reason>) -> ScenarioOutcome {
+        ScenarioOutcome {
+            scenario: "shop".into(),
+            file: "t.yaml".into(),
+            run_id: "r1".into(),
+            iteration: 1,
+            started_at: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_millis(5),
+            success,
+            reason,
+            timed_out: false,
+            message: (!success).then(|| "secret `pw`: cannot read file /run/pw <x>".to_string()),
+            cancelled: false,
+            cleanup_errors: Vec::new(),
+            labels: BTreeMap::new(),
+            steps: vec![StepOutcome {
+                name: "home".into(),
+                kind: "http",
+                status: step,
+                cleanup: false,
+                reason: None,
+                message: None,
+                duration: Duration::from_millis(5),
+                attempts: 1,
+                phases: Vec::new(),
+                assertions: Vec::new(),
+                certificate_not_after: None,
+                location: "t.yaml:3".into(),
+                notes: vec!["response body cut at max_body <1 KiB>".into()],
+            }],
+        }
+    }
+
+    #[test]
+    fn status_shows_a_run_level_failure_and_step_notes() {
+        let app = app_with_last_run(outcome(false, StepStatus::Skipped, Some(Reason::Config)));
+        let doc = app.status_json();
+        let sc = &doc["scenarios"][0];
+        assert_eq!(sc["last_run_failure"]["reason"], "config");
+        assert_eq!(
+            sc["last_run_failure"]["message"],
+            "secret `pw`: cannot read file /run/pw <x>"
+        );
+        assert_eq!(
+            sc["last_run"]["steps"][0]["notes"][0],
+            "response body cut at max_body <1 KiB>"
+        );
+        let html = app.status_html();
+        assert!(
+            html.contains("the run failed before or between its steps: config"),
+            "{html}"
+        );
+        assert!(
+            html.contains("cannot read file /run/pw &lt;x&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("<pre>response body cut at max_body &lt;1 KiB&gt;</pre>"));
+    }
+
+    #[test]
+    fn status_has_no_run_level_failure_when_a_step_failed_or_the_run_passed() {
+        let app = app_with_last_run(outcome(false, StepStatus::Failed, Some(Reason::Connect)));
+        assert!(app.status_json()["scenarios"][0]["last_run_failure"].is_null());
+        assert!(!app.status_html().contains("before or between its steps"));
+        let app = app_with_last_run(outcome(true, StepStatus::Passed, None));
+        assert!(app.status_json()["scenarios"][0]["last_run_failure"].is_null());
+    }
+
+    #[test]
+    fn the_header_read_timeout_is_a_positive_duration() {
+        assert_eq!(
+            parse_header_read_timeout("1500ms"),
+            Ok(Duration::from_millis(1500))
+        );
+        assert!(parse_header_read_timeout("0s").is_err());
+        assert!(parse_header_read_timeout("soon").is_err());
     }
 
     #[test]

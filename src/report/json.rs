@@ -1,4 +1,7 @@
-//! The JSON report: every outcome as data, plus a summary.
+//! The JSON report: every outcome as data (run reason and message, step notes included), a
+//! `run_failure` object on runs that failed on their own (no step failed), and a summary.
+
+use serde_json::{json, Value};
 
 use super::Summary;
 use crate::outcome::ScenarioOutcome;
@@ -15,14 +18,112 @@ pub fn render_with_thresholds(
     outcomes: &[ScenarioOutcome],
     thresholds: &[ThresholdResult],
 ) -> Result<String, serde_json::Error> {
-    let mut doc = serde_json::json!({
+    let runs = outcomes.iter().map(run).collect::<Result<Vec<_>, _>>()?;
+    let mut doc = json!({
         "version": 1,
         "tool": concat!("flowprobe ", env!("CARGO_PKG_VERSION")),
         "summary": Summary::of(outcomes),
-        "runs": outcomes,
+        "runs": runs,
     });
     if !thresholds.is_empty() {
         doc["thresholds"] = serde_json::to_value(thresholds)?;
     }
     serde_json::to_string_pretty(&doc)
+}
+
+/// One run: the outcome, plus `run_failure: {reason, message}` when the run failed but no step
+/// did (a secret that cannot be read, the deadline passing between steps, a bug).
+fn run(o: &ScenarioOutcome) -> Result<Value, serde_json::Error> {
+    let mut v = serde_json::to_value(o)?;
+    if let (Some(reason), Some(map)) = (o.run_level_failure(), v.as_object_mut()) {
+        map.insert(
+            "run_failure".into(),
+            json!({"reason": reason, "message": o.message}),
+        );
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{Reason, StepOutcome, StepStatus};
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    fn outcome(
+        status: StepStatus,
+        reason: Option<Reason>,
+        message: Option<&str>,
+    ) -> ScenarioOutcome {
+        ScenarioOutcome {
+            scenario: "shop".into(),
+            file: "shop.yaml".into(),
+            run_id: "r".into(),
+            iteration: 1,
+            started_at: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_millis(3),
+            success: status == StepStatus::Passed,
+            reason,
+            timed_out: false,
+            message: message.map(String::from),
+            cancelled: false,
+            cleanup_errors: Vec::new(),
+            labels: BTreeMap::new(),
+            steps: vec![StepOutcome {
+                name: "home".into(),
+                kind: "http",
+                status,
+                cleanup: false,
+                reason: (status == StepStatus::Failed).then_some(Reason::Connect),
+                message: None,
+                duration: Duration::from_millis(3),
+                attempts: 1,
+                phases: Vec::new(),
+                assertions: Vec::new(),
+                certificate_not_after: None,
+                location: "shop.yaml:3".into(),
+                notes: vec!["response body cut at max_body (1 KiB)".into()],
+            }],
+        }
+    }
+
+    fn runs(outcomes: &[ScenarioOutcome]) -> Vec<Value> {
+        let text = render(outcomes).expect("renders");
+        let doc: Value = serde_json::from_str(&text).expect("valid JSON");
+        doc["runs"].as_array().cloned().expect("runs array")
+    }
+
+    #[test]
+    fn run_level_failures_and_step_notes_are_in_the_report() {
+        let runs = runs(&[
+            outcome(
+                StepStatus::Skipped,
+                Some(Reason::Config),
+                Some("secret `pw`: environment variable PW is not set"),
+            ),
+            outcome(StepStatus::Failed, Some(Reason::Connect), None),
+            outcome(StepStatus::Passed, None, None),
+        ]);
+        assert_eq!(runs[0]["reason"], "config");
+        assert_eq!(runs[0]["run_failure"]["reason"], "config");
+        assert_eq!(
+            runs[0]["run_failure"]["message"],
+            "secret `pw`: environment variable PW is not set"
+        );
+        assert_eq!(
+            runs[0]["message"],
+            "secret `pw`: environment variable PW is not set"
+        );
+        // A step failed: the run's reason is the step's, and there is no run-level failure.
+        assert_eq!(runs[1]["reason"], "connect");
+        assert!(runs[1].get("run_failure").is_none());
+        assert!(runs[2].get("run_failure").is_none());
+        for r in &runs {
+            assert_eq!(
+                r["steps"][0]["notes"][0],
+                "response body cut at max_body (1 KiB)"
+            );
+        }
+    }
 }
