@@ -1,4 +1,4 @@
-//! Serve mode's Prometheus metrics: the names of DESIGN.md as constants, per-scenario series
+//! Serve mode's Prometheus metrics: the metric names as constants, per-scenario series
 //! pre-created at 0, histograms whose buckets include each scenario's SLO latency threshold,
 //! step latency quantiles from hdrhistogram over a sliding window, and the text exposition.
 //!
@@ -42,6 +42,16 @@ pub const BUILD_INFO: &str = "flowprobe_build_info";
 pub const RUNS_SKIPPED_TOTAL: &str = "flowprobe_runs_skipped_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "flowprobe_config_reloads_total";
 pub const CONFIG_LAST_RELOAD_SUCCESS: &str = "flowprobe_config_last_reload_success";
+pub const CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: &str =
+    "flowprobe_config_last_reload_success_timestamp_seconds";
+pub const CONFIG_INFO: &str = "flowprobe_config_info";
+pub const SCENARIO_INFO: &str = "flowprobe_scenario_info";
+/// The source revision the binary was built from: `FLOWPROBE_REVISION` at build time (the
+/// Dockerfile passes the Git commit), else `unknown`.
+pub const REVISION: &str = match option_env!("FLOWPROBE_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
 pub const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "flowprobe_http_connections_refused_total";
 pub const HTTP_CONNECTIONS_OPEN: &str = "flowprobe_http_connections_open";
 
@@ -61,7 +71,7 @@ pub const MAX_CONST_LABELS: usize = 8;
 /// Label names flowprobe sets itself, which no constant or static label may take.
 pub const RESERVED_LABELS: &[&str] = &[
     "scenario", "step", "kind", "reason", "outcome", "phase", "quantile", "le", "version",
-    "result", "job", "instance",
+    "revision", "result", "job", "instance", "hash", "file", "interval",
 ];
 /// Rough size of one chunk of the exposition.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -345,6 +355,8 @@ struct Series {
     last_success: Option<bool>,
     last_run: Option<f64>,
     last_success_at: Option<f64>,
+    /// `file="…",interval="…"` of `flowprobe_scenario_info` (escaped).
+    info: String,
 }
 
 impl Series {
@@ -359,6 +371,7 @@ impl Series {
             last_success: None,
             last_run: None,
             last_success_at: None,
+            info: String::new(),
         }
     }
 }
@@ -391,6 +404,8 @@ pub struct Metrics {
     last_reload_success: IntGauge,
     connections_refused: IntCounter,
     connections_open: IntGauge,
+    config_info: prometheus::IntGaugeVec,
+    config_loaded_at: prometheus::Gauge,
 }
 
 impl Metrics {
@@ -412,7 +427,8 @@ impl Metrics {
             .map_err(reg_err)?;
         let build = IntGauge::with_opts(
             Opts::new(BUILD_INFO, "flowprobe build; always 1")
-                .const_label("version", env!("CARGO_PKG_VERSION")),
+                .const_label("version", env!("CARGO_PKG_VERSION"))
+                .const_label("revision", REVISION),
         )
         .map_err(reg_err)?;
         build.set(1);
@@ -456,6 +472,26 @@ impl Metrics {
         registry
             .register(Box::new(connections_open.clone()))
             .map_err(reg_err)?;
+        let config_info = prometheus::IntGaugeVec::new(
+            Opts::new(
+                CONFIG_INFO,
+                "The loaded scenario set: 1 for the short hash of its files (changes with every \
+                 deployed change of the scenarios)",
+            ),
+            &["hash"],
+        )
+        .map_err(reg_err)?;
+        registry
+            .register(Box::new(config_info.clone()))
+            .map_err(reg_err)?;
+        let config_loaded_at = prometheus::Gauge::new(
+            CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+            "Unix time when the running scenario set was loaded (start-up or the last accepted reload)",
+        )
+        .map_err(reg_err)?;
+        registry
+            .register(Box::new(config_loaded_at.clone()))
+            .map_err(reg_err)?;
         let mut sorted = const_labels.to_vec();
         sorted.sort();
         Ok(Metrics {
@@ -472,6 +508,8 @@ impl Metrics {
             last_reload_success,
             connections_refused,
             connections_open,
+            config_info,
+            config_loaded_at,
         })
     }
 
@@ -563,6 +601,11 @@ impl Metrics {
                 }
             };
             let mut s = lock(&m.series);
+            s.info = format!(
+                "file=\"{}\",interval=\"{}\"",
+                escape(&sc.file.display().to_string()),
+                humantime::format_duration(crate::schedule::Timing::of(sc).interval)
+            );
             let mut old: Vec<(String, StepSeries)> = std::mem::take(&mut s.steps);
             for step in sc.steps.iter().chain(&sc.finally) {
                 let kind = step.kind.name();
@@ -638,6 +681,13 @@ impl Metrics {
         if let Some(m) = self.scenario(scenario) {
             lock(&m.series).skipped += 1;
         }
+    }
+
+    /// Records the scenario set now running: the short hash of its files and the time.
+    pub fn set_config(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+        self.config_loaded_at.set(unix_secs(SystemTime::now()));
     }
 
     /// Counts a reload attempt.
@@ -732,10 +782,11 @@ enum Family {
     LastRun,
     LastSuccess,
     CertExpiry,
+    Info,
 }
 
 impl Family {
-    const ALL: [Family; 13] = [
+    const ALL: [Family; 14] = [
         Family::Runs,
         Family::Skipped,
         Family::RunDuration,
@@ -749,6 +800,7 @@ impl Family {
         Family::LastRun,
         Family::LastSuccess,
         Family::CertExpiry,
+        Family::Info,
     ];
 
     fn meta(self) -> (&'static str, &'static str, &'static str) {
@@ -788,7 +840,7 @@ impl Family {
             ),
             Family::StepLatency => (
                 STEP_LATENCY_SECONDS,
-                // DESIGN.md's gauge with a `quantile` label, typed as what it is — a summary
+                // A gauge with a `quantile` label, typed as what it is — a summary
                 // (windowed quantiles plus cumulative _sum/_count) — since promtool rejects a
                 // quantile label on a gauge. PromQL sees the same quantile series.
                 "summary",
@@ -813,6 +865,11 @@ impl Family {
                 CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS,
                 "gauge",
                 "Unix time when the certificate a step last saw expires",
+            ),
+            Family::Info => (
+                SCENARIO_INFO,
+                "gauge",
+                "A scheduled scenario: its file and run interval; always 1",
             ),
         }
     }
@@ -983,6 +1040,9 @@ impl<M: Deref<Target = Metrics>> RenderChunks<M> {
                     }
                 }
             }
+            Family::Info => {
+                let _ = writeln!(out, "{name}{{{l},{}}} 1", s.info);
+            }
         }
     }
 }
@@ -1088,7 +1148,13 @@ mod tests {
         // Gauges about the last run only appear once there was one.
         assert!(!t.contains(SCENARIO_SUCCESS));
         // Registry metrics carry the constant label too.
-        assert!(t.contains(r#"flowprobe_build_info{version=""#), "{t}");
+        assert!(
+            t.contains(&format!(
+                r#"flowprobe_build_info{{revision="{REVISION}",version="{}",location="eu-west-1"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{t}"
+        );
         assert!(t.contains(
             r#"flowprobe_config_reloads_total{result="failure",location="eu-west-1"} 0"#
         ));

@@ -156,6 +156,22 @@ pub fn compact(sc: &mut LoadedScenario) {
     sc.scenario.description = None;
 }
 
+/// The scenario files' paths and content hashes as one text: what a reload compares, and
+/// what [`config_hash`] digests.
+fn files_key(stamps: &[FileStamp]) -> String {
+    stamps
+        .iter()
+        .map(|f| format!("{}\0{}\n", f.path.display(), f.hash))
+        .collect()
+}
+
+/// The `hash` of `flowprobe_config_info`: 12 hex digits of the SHA-256 of [`files_key`], the
+/// same for every replica that loaded the same files from the same paths.
+fn config_hash(files_key: &str) -> String {
+    let digest = hex::encode(Sha256::digest(files_key.as_bytes()));
+    digest[..12].to_string()
+}
+
 /// One scenario file's state, as polled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FileStamp {
@@ -225,20 +241,17 @@ impl Daemon {
         let result = tokio::task::spawn_blocking(move || {
             // The files' paths and content hashes (not their mtimes), taken before loading as at
             // start-up: a change made while loading is seen by the next poll.
-            let files: String = source
-                .fingerprint(&mut FileCache::default())
-                .iter()
-                .map(|f| format!("{}\0{}\n", f.path.display(), f.hash))
-                .collect();
+            let files = files_key(&source.fingerprint(&mut FileCache::default()));
             (source.load(false), files)
         })
         .await
         .unwrap_or_else(|e| (Err(vec![format!("reload task failed: {e}")]), String::new()));
         match result {
-            (Ok(set), _) => {
+            (Ok(set), files) => {
                 let n = set.len();
                 self.apply(set);
                 self.app.metrics.record_reload(true);
+                self.app.metrics.set_config(&config_hash(&files));
                 self.app.set_reload(ReloadState {
                     at: SystemTime::now(),
                     success: true,
@@ -389,6 +402,7 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
     });
     let count = initial.len();
     daemon.apply(initial);
+    app.metrics.set_config(&config_hash(&files_key(&stamps)));
     app.set_ready(true);
     let local = listener.local_addr().unwrap_or(args.listen);
     tracing::info!(

@@ -2,6 +2,10 @@
 //! `fault-injection`) making one step panic, `flowprobe run` reports that scenario failed with
 //! reason `internal` and exits 1 while the other scenario still passes; `flowprobe serve`
 //! counts every such run as a failure and keeps scheduling the scenario.
+// Only with the hook compiled in (`cargo test --features fault-injection`, as scripts/test.sh
+// runs it); a cfg rather than `required-features`, so that Cargo.toml names no test file that a
+// build without tests/ (the container image) would miss.
+#![cfg(feature = "fault-injection")]
 
 mod support;
 

@@ -45,6 +45,19 @@ fn runs(text: &str, scenario: &str) -> Option<f64> {
     )
 }
 
+/// The `hash` of the one `flowprobe_config_info` series: 12 hex digits.
+fn config_hash(text: &str) -> String {
+    let found = support::prometheus::find(text, "flowprobe_config_info", &[]);
+    assert_eq!(found.len(), 1, "one config_info series: {found:?}");
+    assert_eq!(found[0].value, 1.0);
+    let hash = found[0].label("hash").unwrap_or("").to_string();
+    assert!(
+        hash.len() == 12 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+        "{hash}"
+    );
+    hash
+}
+
 fn reloads(text: &str, result: &str) -> f64 {
     value(
         text,
@@ -68,6 +81,29 @@ fn valid_changes_apply_and_invalid_ones_keep_the_old_set() {
     let before = wait_until(WAIT, "alpha to run twice", || {
         runs(&probe.scrape(), "alpha").filter(|n| *n >= 2.0)
     });
+    let first = probe.scrape();
+    let first_hash = config_hash(&first);
+    let first_loaded = value(
+        &first,
+        "flowprobe_config_last_reload_success_timestamp_seconds",
+        &[],
+    )
+    .expect("load time exported");
+    let info =
+        support::prometheus::find(&first, "flowprobe_scenario_info", &[("scenario", "alpha")]);
+    assert_eq!(info.len(), 1, "{first}");
+    assert_eq!(info[0].label("interval"), Some("1s"));
+    assert!(
+        info[0].label("file").is_some_and(|f| f.ends_with("a.yaml")),
+        "{info:?}"
+    );
+    let build = support::prometheus::find(&first, "flowprobe_build_info", &[]);
+    assert_eq!(build.len(), 1, "{first}");
+    assert_eq!(build[0].label("version"), Some(env!("CARGO_PKG_VERSION")));
+    assert!(
+        build[0].label("revision").is_some_and(|r| !r.is_empty()),
+        "{build:?}"
+    );
 
     // A valid change: a new scenario appears with its series at 0.
     write_atomic(&scenarios.join("b.yaml"), &health("beta", Some("text")));
@@ -89,6 +125,18 @@ fn valid_changes_apply_and_invalid_ones_keep_the_old_set() {
         value(&t, "flowprobe_config_last_reload_success", &[]),
         Some(1.0)
     );
+    // The GitOps audit trail: the set's hash changed with the files, and the load time moved.
+    let second_hash = config_hash(&t);
+    assert_ne!(second_hash, first_hash);
+    assert!(
+        value(
+            &t,
+            "flowprobe_config_last_reload_success_timestamp_seconds",
+            &[]
+        )
+        .unwrap()
+            > first_loaded
+    );
     assert!(
         runs(&t, "alpha").unwrap() >= before,
         "alpha's counter was reset"
@@ -108,6 +156,11 @@ fn valid_changes_apply_and_invalid_ones_keep_the_old_set() {
         Some(0.0)
     );
     assert!(!t.contains("scenario=\"gamma\""));
+    assert_eq!(
+        config_hash(&t),
+        second_hash,
+        "a rejected set is not the running one"
+    );
     let status = probe.status();
     assert_eq!(status["last_reload"]["success"], false);
     let errors = status["last_reload"]["errors"].to_string();
