@@ -451,14 +451,26 @@ async fn echo500(
     s.echoed.lock().expect("echoed lock").push(h.clone());
     let params: HashMap<String, String> = uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
     let pad = ".".repeat(params.get("pad").and_then(|p| p.parse().ok()).unwrap_or(0));
     let body = String::from_utf8_lossy(&body).into_owned();
-    let first = first_part(params.get("first").map_or("", String::as_str), &uri, &h, &body);
+    let first = first_part(
+        params.get("first").map_or("", String::as_str),
+        &uri,
+        &h,
+        &body,
+    );
     let mut request = format!("{method} {uri} HTTP/1.1\r\n");
     for (k, v) in &h {
-        request.push_str(&format!("{k}: {}\r\n", String::from_utf8_lossy(v.as_bytes())));
+        request.push_str(&format!(
+            "{k}: {}\r\n",
+            String::from_utf8_lossy(v.as_bytes())
+        ));
     }
     request.push_str(&format!("\r\n{body}"));
     if params.get("fmt").map(String::as_str) == Some("json") {
