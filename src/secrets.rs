@@ -265,10 +265,10 @@ fn blank_credential_headers(text: &str) -> String {
 /// Byte ranges of `text` covered by any registered form, merged where they touch or overlap,
 /// each with the name of the form that starts it (longest first at equal starts).
 fn covered_ranges(text: &str, entries: &[(String, String)]) -> Vec<(Range<usize>, String)> {
-    let mut hits: Vec<(Range<usize>, &str)> = Vec::new();
+    let mut hits: Vec<(Range<usize>, String)> = cut_ranges(text, entries);
     for (value, name) in entries {
         for (at, _) in text.match_indices(value.as_str()) {
-            hits.push((at..at + value.len(), name));
+            hits.push((at..at + value.len(), name.clone()));
         }
     }
     hits.sort_by(|a, b| a.0.start.cmp(&b.0.start).then(b.0.end.cmp(&a.0.end)));
@@ -276,10 +276,49 @@ fn covered_ranges(text: &str, entries: &[(String, String)]) -> Vec<(Range<usize>
     for (range, name) in hits {
         match merged.last_mut() {
             Some((last, _)) if range.start <= last.end => last.end = last.end.max(range.end),
-            _ => merged.push((range, name.to_string())),
+            _ => merged.push((range, name)),
         }
     }
     merged
+}
+
+/// The mark that ends text cut short (by [`Redactor::redact_and_cut`], response excerpts).
+const CUT_MARK: char = '…';
+
+/// The shortest beginning of a secret that is redacted right before a [`CUT_MARK`].
+const MIN_CUT_PREFIX_CHARS: usize = 4;
+
+/// The longest beginning of `form` (at least [`MIN_CUT_PREFIX_CHARS`], shorter than the whole
+/// form) that `before` ends with: what is left of a secret cut before it was redacted.
+fn cut_prefix_len(before: &str, form: &str) -> Option<usize> {
+    let (lead_end, _) = form.char_indices().nth(MIN_CUT_PREFIX_CHARS)?;
+    let lead = &form[..lead_end];
+    let mut from = before.len().saturating_sub(form.len().saturating_sub(1));
+    while !before.is_char_boundary(from) {
+        from += 1;
+    }
+    let tail = &before[from..];
+    tail.match_indices(lead)
+        .map(|(at, _)| &tail[at..])
+        .find(|rest| form.starts_with(rest))
+        .map(str::len)
+}
+
+/// Ranges of text cut before it was redacted: a beginning of a registered form right before
+/// each [`CUT_MARK`], the longest one found.
+fn cut_ranges(text: &str, entries: &[(String, String)]) -> Vec<(Range<usize>, String)> {
+    let mut out = Vec::new();
+    for (mark, _) in text.match_indices(CUT_MARK) {
+        let before = &text[..mark];
+        let longest = entries
+            .iter()
+            .filter_map(|(form, name)| cut_prefix_len(before, form).map(|n| (n, name)))
+            .max_by_key(|(n, _)| *n);
+        if let Some((n, name)) = longest {
+            out.push((mark - n..mark, name.clone()));
+        }
+    }
+    out
 }
 
 impl Redactor {
@@ -494,6 +533,23 @@ mod tests {
         let out = r.redact_and_cut(&text, 200);
         assert!(!out.contains("0123"), "{out}");
         assert!(out.ends_with('…'), "{out}");
+    }
+
+    #[test]
+    fn a_secret_cut_before_redaction_is_redacted_up_to_the_cut_mark() {
+        let r = Redactor::new();
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+        r.add("id_token", token);
+        let excerpt = format!("response: {{\"t\": \"{}…\n  next", &token[..30]);
+        let out = r.redact(&excerpt);
+        assert_eq!(out, "response: {\"t\": \"[redacted:id_token]…\n  next");
+        // Ordinary text before a cut mark stays.
+        assert_eq!(r.redact("the answer was long…"), "the answer was long…");
+        assert_eq!(
+            r.redact("eyJ…"),
+            "eyJ…",
+            "shorter than the minimum: too common"
+        );
     }
 
     #[test]
