@@ -163,20 +163,51 @@ fn base64_forms(bytes: &[u8]) -> Vec<String> {
     ]
 }
 
-/// Every form of `value` the redactor looks for: raw, JSON-escaped, percent-encoded as query,
-/// form, path and strict RFC 3986, base64 and base64url.
+/// `value` escaped as inside a JSON string.
+fn json_escape(value: &str) -> String {
+    let json = serde_json::Value::from(value).to_string();
+    json[1..json.len() - 1].to_string()
+}
+
+fn form_encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// Every form of `value` the redactor looks for: raw, JSON-escaped (once, and twice as in a
+/// JSON document quoted inside another), percent-encoded as query, form (once and twice),
+/// path and strict RFC 3986, base64 and base64url.
 pub fn encoded_forms(value: &str) -> Vec<String> {
-    let mut out = vec![value.to_string()];
-    if let Ok(json) = serde_json::to_string(value) {
-        out.push(json[1..json.len() - 1].to_string());
-    }
+    let json = json_escape(value);
+    let form = form_encode(value);
+    let mut out = vec![value.to_string(), json_escape(&json), json];
     out.push(json_ascii_escape(value));
-    out.push(url::form_urlencoded::byte_serialize(value.as_bytes()).collect());
+    out.push(form_encode(&form));
+    out.push(form);
     out.extend(url_forms(value));
     out.push(percent_encode_strict(value, false));
     out.push(percent_encode_strict(value, true));
     out.extend(base64_forms(value.as_bytes()));
     out
+}
+
+/// Characters that split a value written into a URL (or a form) into separate parameters or
+/// segments, each of which a server may echo alone.
+const URL_DELIMITERS: &[char] = &['&', '=', '/', '?', '#', ';'];
+
+/// Pieces between URL delimiters this long (in characters) or longer are redacted on their own.
+const MIN_PIECE_CHARS: usize = 8;
+
+/// The pieces of `value` a URL would split it into (a secret typed into a query with a `&`
+/// arrives as two parameters), long enough to be worth hiding on their own.
+fn url_pieces(value: &str) -> Vec<&str> {
+    let pieces: Vec<&str> = value.split(URL_DELIMITERS).collect();
+    if pieces.len() < 2 {
+        return Vec::new();
+    }
+    pieces
+        .into_iter()
+        .filter(|p| p.chars().count() >= MIN_PIECE_CHARS)
+        .collect()
 }
 
 /// Values shorter than this are still redacted; empty values are ignored.
@@ -326,12 +357,17 @@ impl Redactor {
         Self::default()
     }
 
-    /// Registers a secret value under a name, in every form of [`encoded_forms`].
+    /// Registers a secret value under a name, in every form of [`encoded_forms`], and so
+    /// the pieces a URL would split it into.
     pub fn add(&self, name: &str, value: &str) {
         if value.len() < MIN_LEN {
             return;
         }
-        self.add_forms(name, encoded_forms(value));
+        let mut forms = encoded_forms(value);
+        for piece in url_pieces(value) {
+            forms.extend(encoded_forms(piece));
+        }
+        self.add_forms(name, forms);
     }
 
     /// Registers `secret`, and the HTTP Basic credentials `base64(user:secret)` it is sent in
@@ -444,6 +480,20 @@ mod tests {
             assert!(!out.contains("k3y"), "{form} form `{sent}` shown: {out}");
             assert!(out.contains("[redacted:key]"), "{form}: {out}");
         }
+    }
+
+    #[test]
+    fn pieces_a_url_splits_a_secret_into_are_redacted_alone() {
+        let r = Redactor::new();
+        r.add("key", "first-half&second-half=x");
+        // Typed into `?k=...`, the server sees k=first-half and second-half=x.
+        assert_eq!(r.redact("k: first-half"), "k: [redacted:key]");
+        assert_eq!(r.redact("second-half"), "[redacted:key]");
+        assert_eq!(
+            r.redact("x"),
+            "x",
+            "short pieces are not worth hiding alone"
+        );
     }
 
     #[test]
