@@ -173,6 +173,32 @@ fn form_encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
+/// Shortest base64 run, in characters, registered for a value inside a longer base64 text.
+const MIN_BASE64_INTERIOR_CHARS: usize = 8;
+
+/// `bytes` as they look in the middle of any longer base64 or base64url text (`Basic
+/// base64(user:secret)` for any user, a JWT payload, an encoded document): for each of the 3
+/// alignments, the characters that depend on `bytes` alone.
+fn base64_interior_forms(bytes: &[u8]) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut out = Vec::new();
+    for (offset, skip) in [(0usize, 0usize), (1, 2), (2, 3)] {
+        let mut buf = vec![0u8; offset];
+        buf.extend_from_slice(bytes);
+        // Characters whose 6 bits all come from `buf`; the last partial one depends on what
+        // follows.
+        let keep = buf.len() * 8 / 6;
+        if keep < skip + MIN_BASE64_INTERIOR_CHARS {
+            continue;
+        }
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let encoded = engine.encode(&buf);
+            out.push(encoded[skip..keep].to_string());
+        }
+    }
+    out
+}
+
 /// Every form of `value` the redactor looks for: raw, JSON-escaped (once, and twice as in a
 /// JSON document quoted inside another), percent-encoded as query, form (once and twice),
 /// path and strict RFC 3986, base64 and base64url.
@@ -187,6 +213,7 @@ pub fn encoded_forms(value: &str) -> Vec<String> {
     out.push(percent_encode_strict(value, false));
     out.push(percent_encode_strict(value, true));
     out.extend(base64_forms(value.as_bytes()));
+    out.extend(base64_interior_forms(value.as_bytes()));
     out
 }
 
@@ -494,6 +521,27 @@ mod tests {
             "x",
             "short pieces are not worth hiding alone"
         );
+    }
+
+    #[test]
+    fn a_value_inside_longer_base64_is_redacted_at_any_alignment() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let r = Redactor::new();
+        let secret = "s3cr3t-value/with+stuff";
+        r.add("s", secret);
+        for prefix in ["", "a:", "bob:", "{\"password\":\""] {
+            for encoded in [
+                STANDARD.encode(format!("{prefix}{secret}\"}}")),
+                URL_SAFE_NO_PAD.encode(format!("{prefix}{secret}")),
+            ] {
+                let out = r.redact(&encoded);
+                assert!(out.contains("[redacted:s]"), "{prefix}: {encoded} → {out}");
+                // What is left encodes the prefix, the suffix and a byte or two next to them.
+                let left = out.replace("[redacted:s]", "");
+                let around = (prefix.len() + 2) * 4 / 3 + 8;
+                assert!(left.len() <= around, "{prefix}: too much left: {out}");
+            }
+        }
     }
 
     #[test]
