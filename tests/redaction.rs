@@ -266,25 +266,45 @@ impl Setup {
     }
 }
 
-/// Every place `text` shows a forbidden value: "FORM in WHAT: …context…".
+/// `text` around bytes `at..at + len`, 80 characters either side.
+fn context(text: &str, at: usize, len: usize) -> &str {
+    let start = text[..at]
+        .char_indices()
+        .rev()
+        .nth(80)
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    let end = (at + len + 80).min(text.len());
+    let end = (end..=text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap();
+    &text[start..end]
+}
+
+/// Every place `text` shows a forbidden value: "FORM leaked into WHAT: …context…". Values of
+/// `WINDOW` bytes (windows of secrets and of their encodings) are looked up at every position
+/// of the text; longer ones are searched as they are.
 fn find_leaks(what: &str, text: &str, forbidden: &[(String, String)]) -> Vec<String> {
+    let (windows, whole): (Vec<_>, Vec<_>) = forbidden.iter().partition(|(_, v)| v.len() == WINDOW);
+    let windows: std::collections::HashMap<&str, &str> = windows
+        .iter()
+        .map(|(name, v)| (v.as_str(), name.as_str()))
+        .collect();
     let mut found = Vec::new();
-    for (name, value) in forbidden {
+    for (name, value) in whole {
         if let Some(at) = text.find(value.as_str()) {
-            let start = text[..at]
-                .char_indices()
-                .rev()
-                .nth(80)
-                .map(|(i, _)| i)
-                .unwrap_or(0);
-            let end = (at + value.len() + 80).min(text.len());
-            let end = (end..=text.len())
-                .find(|i| text.is_char_boundary(*i))
-                .unwrap();
-            found.push(format!(
-                "{name} leaked into {what}:\n…{}…",
-                &text[start..end]
-            ));
+            let around = context(text, at, value.len());
+            found.push(format!("{name} leaked into {what}:\n…{around}…"));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for at in 0..text.len().saturating_sub(WINDOW - 1) {
+        let Some(name) = text.get(at..at + WINDOW).and_then(|w| windows.get(w)) else {
+            continue;
+        };
+        if seen.insert(*name) {
+            let around = context(text, at, WINDOW);
+            found.push(format!("{name} leaked into {what}:\n…{around}…"));
         }
     }
     found
@@ -386,7 +406,7 @@ fn windows(value: &str) -> Vec<String> {
 /// what the url crate writes in a path, a path segment, a typed query and a query pair,
 /// JSON, base64 and base64url (padded or not), and HTTP Basic for each user (plain, and
 /// form-encoded first as OAuth clients do).
-fn encodings(value: &str, users: &[&str]) -> Vec<(String, String)> {
+fn encodings(value: &str, users: &[&str]) -> Vec<(String, String, usize)> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     let form = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
     let mut path = url::Url::parse("https://h/").unwrap();
@@ -413,14 +433,20 @@ fn encodings(value: &str, users: &[&str]) -> Vec<(String, String)> {
         ("base64url".into(), URL_SAFE.encode(value)),
         ("base64url unpadded".into(), URL_SAFE_NO_PAD.encode(value)),
     ];
+    let mut out: Vec<(String, String, usize)> =
+        out.into_iter().map(|(form, v)| (form, v, 0)).collect();
+    // Basic credentials: the base64 characters before the first one with a bit of the secret
+    // encode the user alone.
     for user in users {
         out.push((
             format!("basic {user}:secret"),
             STANDARD.encode(format!("{user}:{value}")),
+            (user.len() + 1) * 8 / 6,
         ));
         out.push((
             format!("basic form-encoded {user}:secret"),
             STANDARD.encode(format!("{}:{}", form(user), form(value))),
+            (form(user).len() + 1) * 8 / 6,
         ));
     }
     out
@@ -433,16 +459,29 @@ fn forbidden_forms(
     users: &[&str],
     windowed: bool,
 ) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = encodings(value, users)
-        .into_iter()
-        .map(|(form, v)| (format!("{name} ({form})"), v))
-        .collect();
+    let mut out = Vec::new();
+    for (form, v, user_part) in encodings(value, users) {
+        if windowed && form != "raw" {
+            // A piece of an encoded form is a piece of the secret too.
+            for w in byte_windows(&v[user_part..]) {
+                out.push((format!("{name} ({form}, 12-character window {w:?})"), w));
+            }
+        }
+        out.push((format!("{name} ({form})"), v));
+    }
     if windowed {
         for w in windows(value) {
             out.push((format!("{name} (12-character window {w:?})"), w));
         }
     }
     out
+}
+
+/// Every `WINDOW`-byte window of an encoded (ASCII) form.
+fn byte_windows(form: &str) -> Vec<String> {
+    (0..form.len().saturating_sub(WINDOW - 1))
+        .filter_map(|at| form.get(at..at + WINDOW).map(str::to_string))
+        .collect()
 }
 
 /// The user names secrets are paired with in Basic credentials (`bob:` is 4 bytes, so the
@@ -1019,10 +1058,17 @@ fn the_search_finds_a_planted_leak_in_every_form() {
     for (form, value) in &forbidden {
         let text = format!("{{\"message\": \"HTTP 500 ... response: {value} ...\"}}");
         let leaks = find_leaks("a report", &text, &forbidden);
+        // Forms that coincide (a window of the JSON form is one of the raw value) are named
+        // once.
+        let same_value: Vec<&String> = forbidden
+            .iter()
+            .filter(|(_, v)| v == value)
+            .map(|(f, _)| f)
+            .collect();
         assert!(
-            leaks
+            leaks.iter().any(|l| same_value
                 .iter()
-                .any(|l| l.starts_with(&format!("{form} leaked into a report"))),
+                .any(|f| l.starts_with(&format!("{f} leaked into a report")))),
             "{form} not found: {leaks:?}"
         );
     }
