@@ -20,6 +20,14 @@
 //! - `GET /flaky/{key}/{n}` → 503 for the first n requests with that key, then 200 `{"attempt"}`
 //! - `GET /set-cookie/{value}` → `Set-Cookie: session=VALUE; Path=/`
 //! - `GET /text` → plain text; `GET /bytes/{n}` → n bytes of `x`
+//! - `ANY /echo500[/{*rest}]?pad=N&first=WHAT` → 500, `text/plain`: N dots, then one part of
+//!   the request as received (`path`: what follows `/echo500/`; `query:NAME`, `form:NAME`: that
+//!   parameter's still-encoded value; `header:NAME`; `body`), then the whole request (request
+//!   line, headers, body), so a secret sits at a chosen offset of the answer;
+//!   `&fmt=json` answers the same as JSON `{"pad", "first", "request"}` instead
+//! - `GET /oidc-echo/{pad}/{first}/.well-known/openid-configuration` → a discovery document
+//!   for the issuer `http://HOST/oidc-echo/{pad}/{first}` whose token endpoint is
+//!   `/echo500?pad={pad}&first={first}` (a token endpoint that echoes its request in a 500)
 //!
 //! ```ignore
 //! let app = backend::Backend::start("app-a");
@@ -56,6 +64,8 @@ struct AppState {
     flaky: Mutex<HashMap<String, u32>>,
     hits: Mutex<HashMap<String, usize>>,
     logins: Mutex<HashSet<String>>,
+    /// Headers of every `/echo500` request, in order.
+    echoed: Mutex<Vec<HeaderMap>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -91,6 +101,7 @@ impl Backend {
             flaky: Mutex::default(),
             hits: Mutex::default(),
             logins: Mutex::default(),
+            echoed: Mutex::default(),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
         });
@@ -153,6 +164,16 @@ impl Backend {
         logins.iter().cloned().collect()
     }
 
+    /// Values of header `name` in every `/echo500` request so far.
+    pub fn echoed_header(&self, name: &str) -> Vec<String> {
+        let echoed = self.state.echoed.lock().expect("echoed lock");
+        echoed
+            .iter()
+            .filter_map(|h| h.get(name))
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect()
+    }
+
     /// Successful logins so far.
     pub fn logins(&self) -> usize {
         self.state.logins.lock().expect("logins lock").len()
@@ -190,6 +211,12 @@ fn router(state: Arc<AppState>) -> Router {
             get(|| async { Json(json!({"redirected": true})) }),
         )
         .route("/echo", any(echo))
+        .route("/echo500", any(echo500))
+        .route("/echo500/{*rest}", any(echo500))
+        .route(
+            "/oidc-echo/{pad}/{first}/.well-known/openid-configuration",
+            get(oidc_echo_discovery),
+        )
         .route("/flaky/{key}/{n}", get(flaky))
         .route("/set-cookie/{value}", get(set_cookie))
         .route("/text", get(text))
@@ -387,4 +414,93 @@ async fn text(State(s): State<Arc<AppState>>) -> String {
 
 async fn bytes(Path(n): Path<usize>) -> Vec<u8> {
     vec![b'x'; n]
+}
+
+/// The still-encoded value of `name` in `a=1&b=2` (query or form body).
+fn raw_param<'a>(pairs: &'a str, name: &str) -> &'a str {
+    pairs
+        .split('&')
+        .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or("")
+}
+
+/// The part of the request `first` names (see the module documentation).
+fn first_part(first: &str, uri: &Uri, h: &HeaderMap, body: &str) -> String {
+    let query = uri.query().unwrap_or("");
+    match first.split_once(':') {
+        Some(("query", name)) => raw_param(query, name).to_string(),
+        Some(("form", name)) => raw_param(body, name).to_string(),
+        Some(("header", name)) => header_str(h, name).to_string(),
+        _ if first == "path" => uri
+            .path()
+            .strip_prefix("/echo500/")
+            .unwrap_or("")
+            .to_string(),
+        _ if first == "body" => body.to_string(),
+        _ => String::new(),
+    }
+}
+
+async fn echo500(
+    State(s): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    s.echoed.lock().expect("echoed lock").push(h.clone());
+    let params: HashMap<String, String> = uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let pad = ".".repeat(params.get("pad").and_then(|p| p.parse().ok()).unwrap_or(0));
+    let body = String::from_utf8_lossy(&body).into_owned();
+    let first = first_part(
+        params.get("first").map_or("", String::as_str),
+        &uri,
+        &h,
+        &body,
+    );
+    let mut request = format!("{method} {uri} HTTP/1.1\r\n");
+    for (k, v) in &h {
+        request.push_str(&format!(
+            "{k}: {}\r\n",
+            String::from_utf8_lossy(v.as_bytes())
+        ));
+    }
+    request.push_str(&format!("\r\n{body}"));
+    if params.get("fmt").map(String::as_str) == Some("json") {
+        let answer = json!({"pad": pad, "first": first, "request": request});
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(answer)).into_response();
+    }
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/plain")],
+        format!("{pad}{first}\n{request}"),
+    )
+        .into_response()
+}
+
+async fn oidc_echo_discovery(
+    Path((pad, first)): Path<(String, String)>,
+    h: HeaderMap,
+) -> Json<Value> {
+    let base = format!("http://{}", header_str(&h, "host"));
+    let issuer = format!("{base}/oidc-echo/{pad}/{first}");
+    let first: String = url::form_urlencoded::byte_serialize(first.as_bytes()).collect();
+    Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/auth"),
+        "token_endpoint": format!("{base}/echo500?pad={pad}&first={first}"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "grant_types_supported": ["client_credentials", "password"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+    }))
 }

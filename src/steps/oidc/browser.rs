@@ -13,6 +13,7 @@ use super::discovery::add_phase;
 use super::form::{FormData, Page};
 use crate::observation::Observation;
 use crate::outcome::Reason;
+use crate::secrets::Redactor;
 use crate::steps::StepError;
 
 /// How much of the hop trail failure messages show.
@@ -47,6 +48,7 @@ pub struct Browser {
     client: reqwest::Client,
     max_hops: usize,
     hops: Vec<String>,
+    redactor: Redactor,
 }
 
 enum Next {
@@ -63,11 +65,12 @@ enum Decision {
 }
 
 impl Browser {
-    pub fn new(client: reqwest::Client, max_hops: usize) -> Self {
+    pub fn new(client: reqwest::Client, max_hops: usize, redactor: Redactor) -> Self {
         Browser {
             client,
             max_hops,
             hops: Vec::new(),
+            redactor,
         }
     }
 
@@ -180,7 +183,7 @@ impl Browser {
                 } else {
                     Reason::HttpStatus
                 };
-                let why = describe_error_page(&url, &body, login);
+                let why = describe_error_page(&url, &body, login, &self.redactor);
                 return Err(self.fail(
                     reason,
                     format!("HTTP {status} at {}{why}", strip_query(url.as_str())),
@@ -225,7 +228,7 @@ impl Browser {
     }
 
     fn record(&mut self, method: &str, url: &Url, status: u16, took: Duration) {
-        let shown = strip_query(url.as_str());
+        let shown = self.redactor.redact(&strip_query(url.as_str()));
         tracing::debug!(method, url = %shown, status, ms = took.as_millis() as u64, "oidc hop");
         let path = if url.path().is_empty() {
             "/"
@@ -332,7 +335,12 @@ fn guess_password_field(page: &Page, plan: &LoginPlan) -> Option<String> {
 }
 
 /// `: title "…", "error text"` for an error page.
-fn describe_error_page(url: &Url, body: &str, login: Option<&LoginPlan>) -> String {
+fn describe_error_page(
+    url: &Url,
+    body: &str,
+    login: Option<&LoginPlan>,
+    redactor: &Redactor,
+) -> String {
     let page = Page::parse(url.clone(), body);
     let mut parts = Vec::new();
     if let Some(t) = page.title() {
@@ -347,7 +355,8 @@ fn describe_error_page(url: &Url, body: &str, login: Option<&LoginPlan>) -> Stri
                 .and_then(|s| page.text(&s))
         });
     if let Some(e) = error {
-        let cut: String = e.chars().take(200).collect();
+        // Redacted before it is cut: the page may echo the submitted credentials.
+        let cut = redactor.redact_and_cut(&e, super::flows::EXCERPT_CHARS);
         parts.push(format!("\"{cut}\""));
     }
     if parts.is_empty() {

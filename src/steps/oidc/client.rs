@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use openidconnect::{HttpClientError, HttpRequest, HttpResponse};
 
 use crate::outcome::Reason;
+use crate::secrets::Redactor;
 use crate::steps::http::{apply_tls, classify, error_chain, TlsSpec};
 use crate::steps::{StepContext, StepError};
 
@@ -83,18 +84,21 @@ pub async fn fetch_json(
 }
 
 /// The back-channel client as openidconnect's HTTP client, remembering the status of the
-/// last answer (oauth2 drops it from its errors, and a 502 is not an `invalid_grant`).
+/// last answer (oauth2 drops it from its errors, and a 502 is not an `invalid_grant`), with
+/// the run's redactor for what its answers show.
 #[derive(Clone)]
 pub struct Recording {
     pub client: reqwest::Client,
     pub last_status: Arc<Mutex<Option<u16>>>,
+    pub redactor: Redactor,
 }
 
 impl Recording {
-    pub fn new(client: reqwest::Client) -> Self {
+    pub fn new(client: reqwest::Client, redactor: Redactor) -> Self {
         Recording {
             client,
             last_status: Arc::default(),
+            redactor,
         }
     }
 

@@ -52,6 +52,9 @@ pub struct CodeRequest<'a> {
     pub rules: &'a [Rule],
 }
 
+/// How much of an error answer messages quote.
+pub const EXCERPT_CHARS: usize = 200;
+
 fn no_token_endpoint(_: ConfigurationError) -> StepError {
     StepError::new(
         Reason::HttpStatus,
@@ -100,6 +103,9 @@ pub async fn authorization_code(
         .await?
         .ok_or_else(|| StepError::new(Reason::Internal, "walk ended without the redirect"))?;
     let code = check_callback(&callback, &state, provider)?;
+    // Both are credentials until the exchange; a token endpoint that fails may echo them.
+    http.redactor.add("authorization_code", &code);
+    http.redactor.add("pkce_verifier", verifier.secret());
 
     let started = Instant::now();
     let mut exchange = client
@@ -291,7 +297,11 @@ fn token_error(e: TokenError, http: &Recording, what: &str) -> StepError {
             StepError::new(Reason::Connect, format!("{what}: {other}"))
         }
         RequestTokenError::Parse(pe, body) if status != Some(200) => {
-            let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            // Redacted before it is cut: the answer may echo the request (client secret,
+            // password, code), and a cut secret is no longer recognised.
+            let text = http
+                .redactor
+                .redact_and_cut(&String::from_utf8_lossy(&body), EXCERPT_CHARS);
             let _ = pe;
             StepError::new(
                 Reason::HttpStatus,

@@ -153,7 +153,13 @@ pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observati
     {
         scopes.insert(0, "openid".to_string());
     }
-    let http = Recording::new(client::build(spec.tls.as_ref(), ctx, None)?);
+    if let Some(s) = &secret {
+        register_client_credentials(ctx, &client_id, s);
+    }
+    let http = Recording::new(
+        client::build(spec.tls.as_ref(), ctx, None)?,
+        ctx.redactor.clone(),
+    );
     let mut obs = Observation::default();
 
     let started = Instant::now();
@@ -175,6 +181,7 @@ pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observati
         Ok(Browser::new(
             client::build(spec.tls.as_ref(), ctx, Some(jar))?,
             max_hops,
+            ctx.redactor.clone(),
         ))
     };
     let mut browser = None;
@@ -295,7 +302,7 @@ pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observati
     }
 
     if spec.userinfo == Some(true) {
-        let info = userinfo(&http.client, &provider, access.secret(), &mut obs).await?;
+        let info = userinfo(&http, &provider, access.secret(), &mut obs).await?;
         let expected = claims
             .as_ref()
             .and_then(|c| c.get("sub"))
@@ -366,9 +373,20 @@ pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observati
     Ok(obs)
 }
 
+/// Registers the client secret in the `Authorization: Basic` forms clients send it in:
+/// `client_secret_basic` (RFC 6749 §2.3.1: id and secret form-encoded first, as oauth2 does)
+/// and plain `id:secret`, which some clients send.
+fn register_client_credentials(ctx: &StepContext<'_>, client_id: &str, secret: &str) {
+    let encode =
+        |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    ctx.redactor
+        .add_basic("client_secret", &encode(client_id), &encode(secret));
+    ctx.redactor.add_basic("client_secret", client_id, secret);
+}
+
 /// GETs the userinfo endpoint with the access token (phase `userinfo`).
 async fn userinfo(
-    http: &reqwest::Client,
+    http: &Recording,
     provider: &Discovered,
     token: &str,
     obs: &mut Observation,
@@ -385,6 +403,7 @@ async fn userinfo(
         })?;
     let started = Instant::now();
     let resp = http
+        .client
         .get(&url)
         .bearer_auth(token)
         .header(reqwest::header::ACCEPT, "application/json")
@@ -403,11 +422,11 @@ async fn userinfo(
         .map_err(|e| transport_error("userinfo", &url, &e))?;
     add_phase(obs, "userinfo", started.elapsed());
     if status != 200 {
-        let text: String = why
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned())
-            .chars()
-            .take(200)
-            .collect();
+        // Redacted before it is cut: the answer may echo the token.
+        let text = http.redactor.redact_and_cut(
+            &why.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned()),
+            flows::EXCERPT_CHARS,
+        );
         return Err(StepError::new(
             Reason::HttpStatus,
             format!("userinfo: HTTP {status} from {}: {text}", strip_query(&url)),

@@ -9,7 +9,7 @@ use crate::steps::StepError;
 
 /// The error's own text plus its source chain (I/O errors carry the TLS or DNS cause there).
 fn chain(e: &RedisError) -> String {
-    let mut parts = vec![e.to_string()];
+    let mut parts = vec![own_text(e)];
     let mut cur = std::error::Error::source(e);
     while let Some(s) = cur {
         let m = s.to_string();
@@ -19,6 +19,16 @@ fn chain(e: &RedisError) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+/// A server error with a code the client does not know, as the server sent it (`CODE detail`):
+/// the client's `CODE: detail` would split a secret the reply echoes, and the redactor would
+/// no longer recognise either half.
+fn own_text(e: &RedisError) -> String {
+    match (e.kind(), e.code(), e.detail()) {
+        (ErrorKind::ExtensionError, Some(code), Some(detail)) => format!("{code} {detail}"),
+        _ => e.to_string(),
+    }
 }
 
 /// The reason for a Redis error.
@@ -85,6 +95,18 @@ mod tests {
             Some("Operation against a key holding the wrong kind of value".into()),
         );
         assert_eq!(classify(&wrongtype), Reason::Cache);
+    }
+
+    #[test]
+    fn server_errors_are_shown_as_sent_so_an_echoed_secret_stays_whole() {
+        let r = crate::secrets::Redactor::new();
+        r.add("value", "tok3n-part1 part2");
+        let e = redis::make_extension_error("tok3n-part1".into(), Some("part2".into()));
+        let shown = r.redact(&step_error(&e, "command 0 (EVAL)", "redis://h:1/0").message);
+        assert!(
+            !shown.contains("tok3n") && !shown.contains("part2"),
+            "{shown}"
+        );
     }
 
     #[test]

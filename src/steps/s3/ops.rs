@@ -507,7 +507,11 @@ pub async fn sweep(
     obs.add_phase("sweep", t.elapsed());
     obs.outputs.insert("swept".into(), swept.into());
     if swept > 0 {
-        tracing::info!(bucket = %s3.bucket, prefix = %prefix, swept, "swept old probe objects");
+        let (bucket, prefix) = (
+            ctx.redactor.redact(&s3.bucket),
+            ctx.redactor.redact(&prefix),
+        );
+        tracing::info!(bucket = %bucket, prefix = %prefix, swept, "swept old probe objects");
     }
     Ok(())
 }
