@@ -4,13 +4,40 @@ use clap::Parser;
 use flowprobe::cli::{self, Cli, ColorChoice, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+/// Crates whose debug logs could show a credential (see `init_tracing`).
+const QUIET_DEPENDENCIES: &[&str] = &[
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_sigv4",
+    "aws_sdk_s3",
+    "aws_config",
+    "redis",
+    "openidconnect",
+    "oauth2",
+    "axum",
+    "tower",
+];
+
 fn init_tracing(verbose: u8, format: LogFormat, color: ColorChoice) {
     let default = match verbose {
         0 => "error",
         1 => "flowprobe=info",
         _ => "flowprobe=debug",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Dependencies log requests (headers, signatures, replies) at debug and trace without
+    // flowprobe's redaction: they stay at info whatever RUST_LOG asks for.
+    for target in QUIET_DEPENDENCIES {
+        if let Ok(d) = format!("{target}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let ansi = color.enabled(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

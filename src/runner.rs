@@ -445,11 +445,7 @@ fn excerpt(obs: &Observation, redactor: &Redactor) -> Option<String> {
     if obs.body.is_empty() {
         return None;
     }
-    let text = redactor.redact(&obs.body_text());
-    let mut cut: String = text.chars().take(EXCERPT_CHARS).collect();
-    if cut.len() < text.len() {
-        cut.push('…');
-    }
+    let cut = redactor.redact_and_cut(&obs.body_text(), EXCERPT_CHARS);
     Some(cut.replace('\n', " "))
 }
 
@@ -576,7 +572,11 @@ async fn attempt(
         values: &values,
     };
     for (a, location) in &step.assertions {
-        let check = a.check(&obs, &own);
+        let mut check = a.check(&obs, &own);
+        // A credential header's value arrives without its name, which the redactor keys on.
+        if matches!(&a.query, Query::Header(h) if is_credential_header(h)) {
+            check.actual = "[redacted]".to_string();
+        }
         let outcome = AssertionOutcome {
             assertion: redactor.redact(&a.source),
             passed: check.passed,
@@ -607,6 +607,18 @@ async fn attempt(
         assertions,
         values,
     }
+}
+
+/// Headers whose values are credentials whatever they hold.
+fn is_credential_header(name: &str) -> bool {
+    [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+    ]
+    .iter()
+    .any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// The wait before the next retry: `wait × backoff`, saturating instead of overflowing.
@@ -918,6 +930,29 @@ mod tests {
         assert!(!o.success);
         assert_eq!(o.run_level_failure(), Some(Reason::Config));
         assert!(o.steps.iter().all(|s| s.status == StepStatus::Skipped));
+    }
+
+    #[tokio::test]
+    async fn a_credential_header_assertion_shows_no_value() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\nset-cookie: session=Zq9SessionValue77\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        let sc = load(&format!(
+            "name: t\nsteps:\n  - name: a\n    http: {{url: \"http://127.0.0.1:{port}/\"}}\n    assert: ['header \"Set-Cookie\" == \"other\"']\n"
+        ));
+        let o = run_scenario(&sc, 1).await;
+        let text = serde_json::to_string(&o).unwrap();
+        assert!(!o.success, "{text}");
+        assert!(!text.contains("Zq9SessionValue77"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
     }
 
     #[test]

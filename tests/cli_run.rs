@@ -561,6 +561,28 @@ fn verbose_logs_go_to_stderr() {
 }
 
 #[test]
+fn rust_log_trace_shows_flowprobe_detail_but_no_dependency_debug_logs() {
+    let s = Setup::new();
+    let f = s.scenario("fail", FAIL);
+    let mut args: Vec<String> = vec!["run".into(), f.display().to_string()];
+    args.extend(s.vars());
+    let o = flowprobe(&args, &[("RUST_LOG", "trace")]);
+    let err = text(&o.stderr);
+    assert!(err.contains("DEBUG") || err.contains("TRACE"), "{err}");
+    // hyper, reqwest and rustls log connections and headers at debug/trace, unredacted.
+    for line in err.lines() {
+        let dependency = ["hyper", "reqwest", "rustls", "h2::"]
+            .iter()
+            .any(|d| line.contains(d));
+        let detailed = line.contains("DEBUG") || line.contains("TRACE");
+        assert!(
+            !(dependency && detailed),
+            "a dependency's debug log: {line}"
+        );
+    }
+}
+
+#[test]
 fn schema_is_json_naming_the_top_level_fields() {
     let o = flowprobe(&["schema".into()], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
