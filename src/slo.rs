@@ -42,6 +42,9 @@ pub struct SloArgs {
     /// many locations at once (the probers run with `serve --label location=...`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..))]
     pub quorum: Option<u32>,
+    /// Set a scenario var, as for `run` (rules never read values; unknown vars still fail).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::cli::parse_kv)]
+    pub vars: Vec<(String, String)>,
     /// The label that names a prober's location, for `--quorum`.
     #[arg(
         long,
@@ -171,7 +174,7 @@ pub fn render(file: &RuleFile, format: Format, name: &str) -> Result<String, ser
 /// Generates the rules; returns the exit code.
 pub async fn command(args: SloArgs) -> Result<i32, CliError> {
     let opts = LoadOptions {
-        vars: BTreeMap::new(),
+        vars: args.vars.iter().cloned().collect(),
         // Rules do not need secret values; they may not be readable where rules are generated.
         check_secrets: false,
     };

@@ -316,12 +316,23 @@ pub struct PrometheusServer {
 impl PrometheusServer {
     /// Starts `prometheus` with job `flowprobe` over `targets` (`127.0.0.1:PORT`).
     pub fn start(targets: &[String]) -> Result<PrometheusServer, String> {
+        PrometheusServer::start_with_rules(targets, None)
+    }
+
+    /// Like [`PrometheusServer::start`], also evaluating the rule file `rules` every second.
+    pub fn start_with_rules(
+        targets: &[String],
+        rules: Option<&Path>,
+    ) -> Result<PrometheusServer, String> {
         let program = find_program("prometheus")
             .ok_or("prometheus is not installed: run scripts/setup.sh")?;
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let rule_files = rules
+            .map(|r| format!("rule_files: ['{}']\n", r.display()))
+            .unwrap_or_default();
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: flowprobe\n    static_configs:\n      - targets: [{}]\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: flowprobe\n    static_configs:\n      - targets: [{}]\n",
             quoted.join(", ")
         );
         let config_path = dir.path().join("prometheus.yml");
@@ -369,6 +380,26 @@ impl PrometheusServer {
             .as_array()
             .cloned()
             .ok_or_else(|| format!("no data.result in {body}"))
+    }
+
+    /// Values of `label` on the series `matcher` selects (Grafana's `label_values()`).
+    pub fn label_values(&self, label: &str, matcher: &str) -> Result<Vec<String>, String> {
+        let m: String = url::form_urlencoded::byte_serialize(matcher.as_bytes()).collect();
+        let path = format!("/api/v1/label/{label}/values?match[]={m}");
+        let (status, _, body) = http_get(self.port, &path, None)?;
+        if status != 200 {
+            return Err(format!("{path}: HTTP {status}: {body}"));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        Ok(v["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// The health of each scrape target, from the API.
