@@ -282,6 +282,7 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
         ..RunControl::default()
     };
     let signals = tokio::spawn(cancel_on_signal(control.cancel.clone()));
+    let _ = tokio::task::spawn_blocking(crate::runner::warm_up).await;
     let outcomes = run_all(
         scenarios,
         args.jobs as usize,

@@ -98,6 +98,14 @@ impl Resolve for RunContext {
     }
 }
 
+/// One-time work done before the first run, so that no run's duration includes it: the system
+/// trust store is read and the redactor's patterns are compiled. Blocking: call it off the
+/// async threads.
+pub fn warm_up() {
+    crate::steps::trust::warm();
+    crate::secrets::warm();
+}
+
 /// A fresh run id: 16 hex characters, unique enough to keep concurrent runs' keys apart.
 pub fn new_run_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

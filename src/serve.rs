@@ -401,6 +401,8 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
         scheduler,
     });
     let count = initial.len();
+    // Read before the first run, so that no run's duration includes it.
+    let _ = tokio::task::spawn_blocking(crate::runner::warm_up).await;
     daemon.apply(initial);
     app.metrics.set_config(&config_hash(&files_key(&stamps)));
     app.set_ready(true);

@@ -27,6 +27,11 @@ fn system_roots() -> &'static [reqwest::Certificate] {
     })
 }
 
+/// Reads the store now (at start-up), so that the first TLS step's duration does not include it.
+pub fn warm() {
+    let _ = system_roots();
+}
+
 /// Makes a client trust the system store instead of reqwest's bundled roots.
 pub(crate) fn with_system_roots(b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
     system_roots()
