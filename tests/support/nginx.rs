@@ -27,6 +27,9 @@ pub struct Site {
     pub upstream_port: u16,
     /// CA file of required client certificates (mTLS); TLS sites only.
     pub client_ca: Option<PathBuf>,
+    /// Pass the Host header as the client sent it, port included (an S3 backend checks it:
+    /// SigV4 signs it); otherwise without the port.
+    pub host_as_sent: bool,
 }
 
 impl Site {
@@ -37,7 +40,14 @@ impl Site {
             cert: Some(cert),
             upstream_port,
             client_ca: None,
+            host_as_sent: false,
         }
+    }
+
+    /// This site passing the Host header as sent, port included.
+    pub fn host_as_sent(mut self) -> Site {
+        self.host_as_sent = true;
+        self
     }
 
     /// This site with client certificates (mTLS) signed by `ca_file` required.
@@ -53,6 +63,7 @@ impl Site {
             cert: None,
             upstream_port,
             client_ca: None,
+            host_as_sent: false,
         }
     }
 }
@@ -239,7 +250,7 @@ http {{
         {tls}
         location / {{
             proxy_pass http://127.0.0.1:{up};
-            proxy_set_header Host $host;
+            proxy_set_header Host {host};
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-For $remote_addr;
             proxy_redirect off;
@@ -247,6 +258,11 @@ http {{
     }}
 ",
             name = s.server_name,
+            host = if s.host_as_sent {
+                "$http_host"
+            } else {
+                "$host"
+            },
             up = s.upstream_port
         );
     }
