@@ -15,12 +15,26 @@ pub fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The candidate closest to `name`, if it is close enough to be a likely typo.
+/// Names longer than this get no suggestion (the distance costs the product of the lengths).
+const MAX_NAME_LEN: usize = 64;
+/// At most this many candidates are compared, so a suggestion costs the same for a scenario of
+/// ten vars and one of a hundred thousand.
+const MAX_CANDIDATES: usize = 1000;
+
+/// The candidate closest to `name`, if it is close enough to be a likely typo. Only the first
+/// [`MAX_CANDIDATES`] candidates are considered.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    let limit = (name.chars().count() / 3).max(2);
+    if name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    let len = name.chars().count();
+    let limit = (len / 3).max(2);
     candidates
         .into_iter()
-        .filter(|c| *c != name)
+        .take(MAX_CANDIDATES)
+        .filter(|c| *c != name && c.len() <= MAX_NAME_LEN * 4)
+        // Lengths differing by more than the limit cannot be within it.
+        .filter(|c| c.chars().count().abs_diff(len) <= limit)
         .map(|c| (distance(name, c), c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
@@ -39,5 +53,17 @@ mod tests {
             Some("headers")
         );
         assert_eq!(closest("zzzzzz", ["url", "headers"]), None);
+    }
+
+    #[test]
+    fn work_is_bounded_for_huge_inputs() {
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(closest(&long, [long.as_str(), "x"]), None);
+        // A match beyond the first MAX_CANDIDATES is not looked for.
+        let many: Vec<String> = (0..MAX_CANDIDATES).map(|i| format!("zz{i}zz")).collect();
+        let late = many.iter().map(String::as_str).chain(["headers"]);
+        assert_eq!(closest("hedaers", late), None);
+        let early = ["headers"].into_iter().chain(many.iter().map(String::as_str));
+        assert_eq!(closest("hedaers", early).as_deref(), Some("headers"));
     }
 }
