@@ -451,13 +451,14 @@ pub const MAX_NUMBER: f64 = 1e15;
 /// Highest command index `reply N` may name.
 pub const MAX_REPLY_INDEX: usize = 999;
 
-fn finite(n: f64, offset: usize) -> Result<f64, ParseError> {
+/// `n` as read from `written`, when it is within ±[`MAX_NUMBER`].
+fn finite(n: f64, written: &str, offset: usize) -> Result<f64, ParseError> {
     if n.is_finite() && n.abs() <= MAX_NUMBER {
         Ok(n)
     } else {
         Err(perr(
             offset,
-            format!("number `{n}` is out of range{HINT_MARK}a number is between -1e15 and 1e15"),
+            format!("number `{written}` is out of range{HINT_MARK}a number is between -1e15 and 1e15"),
         ))
     }
 }
@@ -472,7 +473,7 @@ fn parse_literal(tok: &(Tok, usize)) -> Result<Literal, ParseError> {
             "null" => Ok(Literal::Null),
             _ => {
                 if let Ok(n) = w.parse::<f64>() {
-                    return finite(n, *o).map(Literal::Num);
+                    return finite(n, w, *o).map(Literal::Num);
                 }
                 match parse_duration(w) {
                     Ok(d) => return Ok(Literal::Dur(d)),
@@ -485,7 +486,7 @@ fn parse_literal(tok: &(Tok, usize)) -> Result<Literal, ParseError> {
                     Err(_) => {}
                 }
                 if let Some(p) = w.strip_suffix('%').and_then(|p| p.parse::<f64>().ok()) {
-                    return finite(p / 100.0, *o).map(Literal::Num);
+                    return finite(p / 100.0, w, *o).map(Literal::Num);
                 }
                 Err(perr(
                     *o,

@@ -134,6 +134,15 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// A number as people write it: `1e30` rather than thirty-one digits.
+pub fn number_text(n: f64) -> String {
+    if n.is_finite() && n.abs() >= 1e15 {
+        format!("{n:e}")
+    } else {
+        n.to_string()
+    }
+}
+
 /// A duration written in a scenario (`30s`). Deserializes from a string or a number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Dur(pub Duration);
@@ -177,7 +186,7 @@ impl<'de> Deserialize<'de> for Dur {
             from_num: |n| {
                 duration_from_secs(n)
                     .map(Dur)
-                    .ok_or_else(|| UnitError::DurationRange(n.to_string()))
+                    .ok_or_else(|| UnitError::DurationRange(number_text(n)))
             },
         })
     }
@@ -200,7 +209,7 @@ impl<'de> Deserialize<'de> for Size {
                 }
                 size_from_f64(n)
                     .map(Size)
-                    .ok_or_else(|| UnitError::SizeRange(n.to_string()))
+                    .ok_or_else(|| UnitError::SizeRange(number_text(n)))
             },
         })
     }
@@ -292,9 +301,11 @@ mod tests {
             Err(UnitError::DurationRange(_))
         ));
         assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
-        for s in ["1e30", "99999999999999999999GiB", "1025TiB"] {
+        for s in ["99999999999999999999GiB", "1025TiB"] {
             assert!(matches!(parse_size(s), Err(UnitError::SizeRange(_))), "{s}");
         }
+        // Exponents are not part of the literal syntax.
+        assert!(matches!(parse_size("1e30"), Err(UnitError::Size(_))));
         assert_eq!(parse_size("1024TiB").unwrap(), MAX_SIZE);
         assert_eq!(duration_from_secs(f64::INFINITY), None);
         assert_eq!(duration_from_secs(-1.0), None);

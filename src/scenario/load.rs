@@ -230,7 +230,7 @@ fn decode_utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Box<Diagnosti
                 "",
                 line,
                 column,
-                format!("the file is not UTF-8 text: byte 0x{bad:02x} cannot start a character here"),
+                format!("the file is not UTF-8 text: byte 0x{bad:02x} is not valid here"),
             )
             .with_hint(Some("save the scenario as UTF-8".into()));
             d.source_line = Some(String::from_utf8_lossy(&bytes[line_start..line_end]).into_owned());
@@ -257,12 +257,7 @@ fn yaml_error(file: &str, src: &str, e: &serde_yaml::Error) -> Diagnostic {
         .get_or_init(|| Regex::new(r" at line (\d+) column (\d+)").expect("static regex is valid"));
     let text = e.to_string();
     // The location is shown as file:line:column; the text need not repeat it.
-    let without_location = re.replace_all(&text, "").to_string();
-    // Our own deserializers put a hint after HINT_MARK (e.g. the range of a number).
-    let (message, own_hint) = match without_location.split_once(HINT_MARK) {
-        Some((m, h)) => (m.to_string(), Some(h.to_string())),
-        None => (without_location, None),
-    };
+    let (message, own_hint) = split_hint(re.replace_all(&text, "").to_string(), None);
     let (mut line, mut column) = e
         .location()
         .map(|l| (l.line(), l.column()))
@@ -293,6 +288,15 @@ fn unknown_field_hint(message: &str) -> Option<String> {
     closest(field, expected.iter().copied()).map(|s| format!("did you mean `{s}`?"))
 }
 
+/// Parsers put a hint after [`HINT_MARK`] in their messages (e.g. the range of a number); a hint
+/// given by the caller comes first.
+fn split_hint(message: String, hint: Option<String>) -> (String, Option<String>) {
+    match message.split_once(HINT_MARK) {
+        Some((m, h)) => (m.to_string(), hint.or_else(|| Some(h.to_string()))),
+        None => (message, hint),
+    }
+}
+
 struct Checker<'a> {
     file: &'a str,
     lines: SourceLines<'a>,
@@ -303,6 +307,7 @@ struct Checker<'a> {
 impl Checker<'_> {
     /// An error at the value written at `path`, `offset` bytes into it.
     fn at(&mut self, path: &str, offset: usize, message: impl Into<String>, hint: Option<String>) {
+        let (message, hint) = split_hint(message.into(), hint);
         let pos = self.idx.nearest(path);
         let col = pos.column_at(offset);
         self.errors.push(
@@ -312,6 +317,7 @@ impl Checker<'_> {
 
     /// An error at the key of the entry at `path` (for names of things).
     fn at_key(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+        let (message, hint) = split_hint(message.into(), hint);
         let pos = self.idx.key(path).unwrap_or_else(|| self.idx.nearest(path));
         self.errors.push(
             Diagnostic::in_source(self.file, &self.lines, pos.line, pos.column, message)

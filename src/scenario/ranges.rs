@@ -12,7 +12,7 @@ use crate::steps::http::HttpSpec;
 use crate::steps::oidc::OidcSpec;
 use crate::steps::redis::{RedisArg, RedisSpec};
 use crate::steps::s3::S3Spec;
-use crate::units::{format_size, Dur, Size};
+use crate::units::{format_size, number_text, Dur, Size};
 
 const MS: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
@@ -185,7 +185,7 @@ impl Collector<'_> {
         if let (Some(v), Range::Float(lo, hi)) = (value, range) {
             // NaN is never in range.
             if !(lo..=hi).contains(&v) {
-                self.push(field, v.to_string(), range);
+                self.push(field, number_text(v), range);
             }
         }
     }
