@@ -276,6 +276,12 @@ fn yaml_error(file: &str, src: &str, e: &serde_yaml::Error) -> Diagnostic {
             (line, column) = (l, c);
         }
     }
+    // Still past the end (a file of comments lacks `name`): the end of the last line.
+    if line > line_count.max(1) {
+        line = line_count.max(1);
+        column = src.lines().last().map_or(0, |l| l.chars().count()) + 1;
+    }
+    let (line, column) = (line.max(1), column.max(1));
     let hint = own_hint.or_else(|| unknown_field_hint(&message));
     Diagnostic::new(file, src, line, column, message).with_hint(hint)
 }
