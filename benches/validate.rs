@@ -43,8 +43,11 @@ fn scenario(size: usize, typos: bool) -> (String, usize) {
     let mut out = String::with_capacity(size + 4096);
     out.push_str("name: big\nvars:\n  base: https://shop.test\n");
     for i in 0..steps {
-        writeln!(out, "  v{i}: \"item-{i}\"\n  w{i}: \"${{{{ vars.v{i} }}}}-w\"")
-            .expect("writing to a String cannot fail");
+        writeln!(
+            out,
+            "  v{i}: \"item-{i}\"\n  w{i}: \"${{{{ vars.v{i} }}}}-w\""
+        )
+        .expect("writing to a String cannot fail");
     }
     out.push_str("steps:\n");
     for i in 0..steps {

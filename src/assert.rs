@@ -458,7 +458,9 @@ fn finite(n: f64, written: &str, offset: usize) -> Result<f64, ParseError> {
     } else {
         Err(perr(
             offset,
-            format!("number `{written}` is out of range{HINT_MARK}a number is between -1e15 and 1e15"),
+            format!(
+                "number `{written}` is out of range{HINT_MARK}a number is between -1e15 and 1e15"
+            ),
         ))
     }
 }

@@ -94,7 +94,9 @@ mod tests {
         let many: Vec<String> = (0..MAX_CANDIDATES).map(|i| format!("zz{i}zz")).collect();
         let late = many.iter().map(String::as_str).chain(["headers"]);
         assert_eq!(closest("hedaers", late), None);
-        let early = ["headers"].into_iter().chain(many.iter().map(String::as_str));
+        let early = ["headers"]
+            .into_iter()
+            .chain(many.iter().map(String::as_str));
         assert_eq!(closest("hedaers", early).as_deref(), Some("headers"));
     }
 }

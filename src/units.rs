@@ -293,7 +293,14 @@ mod tests {
 
     #[test]
     fn out_of_range_literals_are_errors_not_panics() {
-        for d in ["1e30", "99999999999999999999d", "1e300w", "3651d", "inf", "NaN"] {
+        for d in [
+            "1e30",
+            "99999999999999999999d",
+            "1e300w",
+            "3651d",
+            "inf",
+            "NaN",
+        ] {
             assert!(parse_duration(d).is_err(), "{d}");
         }
         assert!(matches!(
@@ -318,7 +325,9 @@ mod tests {
             let err = serde_yaml::from_str::<Dur>(text).unwrap_err().to_string();
             assert!(err.contains("out of range"), "{text}: {err}");
         }
-        let err = serde_yaml::from_str::<Size>("1e30").unwrap_err().to_string();
+        let err = serde_yaml::from_str::<Size>("1e30")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("between 0B and 1024TiB"), "{err}");
         assert_eq!(serde_yaml::from_str::<Dur>("90").unwrap().0.as_secs(), 90);
     }

@@ -88,7 +88,11 @@ fn seed_files() -> Vec<(String, Vec<u8>)> {
     files
         .into_iter()
         .map(|p| {
-            let name = p.file_name().expect("file name").to_string_lossy().into_owned();
+            let name = p
+                .file_name()
+                .expect("file name")
+                .to_string_lossy()
+                .into_owned();
             (name, std::fs::read(&p).expect("readable scenario"))
         })
         .collect()
@@ -272,7 +276,10 @@ fn mutated_scenarios_never_panic_and_every_error_is_located() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     // The mutations must exercise both outcomes, or the test proves little.
-    assert!(loaded > 0 && rejected > loaded, "loaded {loaded}, rejected {rejected}");
+    assert!(
+        loaded > 0 && rejected > loaded,
+        "loaded {loaded}, rejected {rejected}"
+    );
 }
 
 #[test]

@@ -139,7 +139,9 @@ mod tests {
         for src in ["", "a", "a\n", "a\nb", "a\r\nb\r\n", "\n\n", "x\n\ny"] {
             let idx = SourceLines::new(src);
             let expected: Vec<&str> = src.lines().collect();
-            let got: Vec<&str> = (1..=expected.len() + 2).filter_map(|l| idx.line(l)).collect();
+            let got: Vec<&str> = (1..=expected.len() + 2)
+                .filter_map(|l| idx.line(l))
+                .collect();
             assert_eq!(got, expected, "{src:?}");
             assert_eq!(idx.count(), expected.len(), "{src:?}");
             assert_eq!(idx.line(0), None);

@@ -233,7 +233,8 @@ fn decode_utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Box<Diagnosti
                 format!("the file is not UTF-8 text: byte 0x{bad:02x} is not valid here"),
             )
             .with_hint(Some("save the scenario as UTF-8".into()));
-            d.source_line = Some(String::from_utf8_lossy(&bytes[line_start..line_end]).into_owned());
+            d.source_line =
+                Some(String::from_utf8_lossy(&bytes[line_start..line_end]).into_owned());
             Err(Box::new(d))
         }
     }

@@ -8,5 +8,7 @@ pub mod model;
 pub mod ranges;
 
 pub use diagnostic::Diagnostic;
-pub use load::{load_bytes, load_paths, CompiledCapture, CompiledStep, LoadOptions, LoadedScenario};
+pub use load::{
+    load_bytes, load_paths, CompiledCapture, CompiledStep, LoadOptions, LoadedScenario,
+};
 pub use model::Scenario;

@@ -46,12 +46,17 @@ impl Range {
 /// A duration in the largest unit that divides it: `1d`, `90s`, `250ms`.
 pub fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, len) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-        if ms > 0 && ms % len == 0 {
+    for (unit, len) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms > 0 && ms.is_multiple_of(len) {
             return format!("{}{unit}", ms / len);
         }
     }
-    if d.subsec_nanos() % 1_000_000 == 0 {
+    if d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{ms}ms")
     } else {
         format!("{}ns", d.as_nanos())
@@ -75,7 +80,10 @@ pub const FIELDS: &[(&str, Range)] = &[
     ("oidc.jwks_cache_ttl", JWKS_CACHE_TTL),
     ("oidc.max_hops", MAX_HOPS),
     ("redis.db", REDIS_DB),
-    ("redis.connect_timeout, redis.command_timeout", REDIS_TIMEOUT),
+    (
+        "redis.connect_timeout, redis.command_timeout",
+        REDIS_TIMEOUT,
+    ),
     ("redis.roundtrip.ttl", REDIS_TTL),
     ("redis.commands (numbers)", REDIS_NUMBER),
     ("s3.put.size", S3_OBJECT_SIZE),
@@ -192,7 +200,11 @@ impl Collector<'_> {
 
     fn retry(&mut self, retry: Option<&Retry>) {
         if let Some(r) = retry {
-            self.int("retry.attempts", Some(i64::from(r.attempts)), RETRY_ATTEMPTS);
+            self.int(
+                "retry.attempts",
+                Some(i64::from(r.attempts)),
+                RETRY_ATTEMPTS,
+            );
             self.dur("retry.interval", Some(r.interval), RETRY_INTERVAL);
             self.float("retry.backoff", Some(r.backoff), RETRY_BACKOFF);
         }
@@ -276,7 +288,11 @@ pub fn check_step(path: &str, step: &Step) -> Vec<OutOfRange> {
 }
 
 fn check_http(c: &mut Collector, h: &HttpSpec) {
-    c.int("max_redirects", h.max_redirects.map(i64::from), MAX_REDIRECTS);
+    c.int(
+        "max_redirects",
+        h.max_redirects.map(i64::from),
+        MAX_REDIRECTS,
+    );
     c.size("max_body", h.max_body, MAX_BODY);
 }
 
@@ -392,7 +408,10 @@ mod tests {
         );
         let b = check_step("steps[1]", &sc.steps[1]);
         let paths: Vec<&str> = b.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, ["steps[1].redis.db", "steps[1].redis.commands[0][2]"]);
+        assert_eq!(
+            paths,
+            ["steps[1].redis.db", "steps[1].redis.commands[0][2]"]
+        );
     }
 
     #[test]
