@@ -304,14 +304,30 @@ fn split_hint(message: String, hint: Option<String>) -> (String, Option<String>)
     }
 }
 
+/// Did-you-mean lookups per file: each compares up to a thousand names, and a file with tens of
+/// thousands of wrong references must still validate in linear time.
+const SUGGESTIONS_PER_FILE: usize = 200;
+
 struct Checker<'a> {
     file: &'a str,
     lines: SourceLines<'a>,
     idx: LocationIndex,
     errors: Vec<Diagnostic>,
+    /// Did-you-mean lookups left for this file.
+    suggestions_left: usize,
 }
 
 impl Checker<'_> {
+    /// The closest candidate, while this file's budget of lookups lasts.
+    fn suggest<'c>(
+        &mut self,
+        name: &str,
+        candidates: impl IntoIterator<Item = &'c str>,
+    ) -> Option<String> {
+        self.suggestions_left = self.suggestions_left.checked_sub(1)?;
+        closest(name, candidates)
+    }
+
     /// An error at the value written at `path`, `offset` bytes into it.
     fn at(&mut self, path: &str, offset: usize, message: impl Into<String>, hint: Option<String>) {
         let (message, hint) = split_hint(message.into(), hint);
@@ -407,12 +423,14 @@ fn check_template(c: &mut Checker, path: &str, text: &str, scope: &Scope) {
     for (expr, offset) in t.exprs() {
         match expr {
             Expr::Var(n) if !scope.vars.contains(n) => {
-                let hint = closest(n, scope.vars.iter().map(String::as_str))
+                let hint = c
+                    .suggest(n, scope.vars.iter().map(String::as_str))
                     .map(|s| format!("did you mean `vars.{s}`?"));
                 c.at(path, offset, format!("unknown var `{n}`"), hint);
             }
             Expr::Secret(n) if !scope.secrets.contains(n) => {
-                let hint = closest(n, scope.secrets.iter().map(String::as_str))
+                let hint = c
+                    .suggest(n, scope.secrets.iter().map(String::as_str))
                     .map(|s| format!("did you mean `secrets.{s}`?"))
                     .or_else(|| Some("declare it under `secrets:` with `env:` or `file:`".into()));
                 c.at(path, offset, format!("unknown secret `{n}`"), hint);
@@ -437,7 +455,8 @@ fn check_template(c: &mut Checker, path: &str, text: &str, scope: &Scope) {
                 }
                 match scope.step(step) {
                     None => {
-                        let hint = closest(step, scope.step_names())
+                        let hint = c
+                            .suggest(step, scope.step_names())
                             .map(|s| format!("did you mean `steps.{s}`?"))
                             .or_else(|| {
                                 Some(
@@ -450,7 +469,8 @@ fn check_template(c: &mut Checker, path: &str, text: &str, scope: &Scope) {
                     Some(names) => {
                         let Some(first) = p.first() else { continue };
                         if !names.contains(first) {
-                            let hint = closest(first, names.iter().map(String::as_str))
+                            let hint = c
+                                .suggest(first, names.iter().map(String::as_str))
                                 .map(|s| format!("did you mean `steps.{step}.{s}`?"))
                                 .or_else(|| {
                                     Some(format!(
@@ -538,6 +558,7 @@ pub fn load_source(
         lines: SourceLines::new(src),
         idx: LocationIndex::build(src),
         errors: Vec::new(),
+        suggestions_left: SUGGESTIONS_PER_FILE,
     };
     c.out_of_range(ranges::check_scenario(&scenario));
 
@@ -912,5 +933,35 @@ fn check_query_supported(c: &mut Checker, path: &str, q: &Query, kind: &StepKind
                 kind.queries().join(", ")
             )),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_stops_after_the_files_budget() {
+        let mut src = String::from("name: x\nvars:\n  base: b\n");
+        let refs = SUGGESTIONS_PER_FILE + 50;
+        for i in 0..refs {
+            src.push_str(&format!("  v{i}: \"${{{{ vars.bse }}}}\"\n"));
+        }
+        src.push_str("steps:\n  - name: a\n    http: {url: 'http://x'}\n");
+        let errors = load_source("x.yaml", &src, &LoadOptions::default()).unwrap_err();
+        assert_eq!(errors.len(), refs);
+        let hinted = errors.iter().filter(|d| d.hint.is_some()).count();
+        assert_eq!(hinted, SUGGESTIONS_PER_FILE);
+        assert_eq!(errors[0].hint.as_deref(), Some("did you mean `vars.base`?"));
+        assert_eq!((errors[0].line, errors[0].column), (4, 8));
+    }
+
+    #[test]
+    fn non_utf8_bytes_are_located_at_their_line_and_column() {
+        let errors = load_bytes("x.yaml", b"name: x\nsteps: caf\xc3\x28\n", &LoadOptions::default())
+            .unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].line, errors[0].column), (2, 11));
+        assert_eq!(errors[0].source_line.as_deref(), Some("steps: caf\u{FFFD}("));
     }
 }
