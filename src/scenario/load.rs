@@ -958,10 +958,17 @@ mod tests {
 
     #[test]
     fn non_utf8_bytes_are_located_at_their_line_and_column() {
-        let errors = load_bytes("x.yaml", b"name: x\nsteps: caf\xc3\x28\n", &LoadOptions::default())
-            .unwrap_err();
+        let errors = load_bytes(
+            "x.yaml",
+            b"name: x\nsteps: caf\xc3\x28\n",
+            &LoadOptions::default(),
+        )
+        .unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!((errors[0].line, errors[0].column), (2, 11));
-        assert_eq!(errors[0].source_line.as_deref(), Some("steps: caf\u{FFFD}("));
+        assert_eq!(
+            errors[0].source_line.as_deref(),
+            Some("steps: caf\u{FFFD}(")
+        );
     }
 }

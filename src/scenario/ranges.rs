@@ -45,6 +45,9 @@ impl Range {
 
 /// A duration in the largest unit that divides it: `1d`, `90s`, `250ms`.
 pub fn human_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".to_string();
+    }
     let ms = d.as_millis();
     for (unit, len) in [
         ("d", 86_400_000),
@@ -363,7 +366,7 @@ mod tests {
         assert_eq!(human_duration(DAY), "1d");
         assert_eq!(human_duration(Duration::from_secs(90)), "90s");
         assert_eq!(human_duration(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(human_duration(Duration::ZERO), "0ms");
+        assert_eq!(human_duration(Duration::ZERO), "0s");
         assert_eq!(human_duration(Duration::from_nanos(5)), "5ns");
     }
 
