@@ -11,7 +11,7 @@ use serde_json_path::JsonPath;
 
 use crate::observation::Observation;
 use crate::template::{self, Resolve};
-use crate::units::{format_duration, parse_duration, parse_size};
+use crate::units::{format_duration, parse_duration, parse_size, UnitError, HINT_MARK};
 
 /// What to read from a step's observation.
 #[derive(Debug, Clone)]
@@ -411,9 +411,21 @@ fn parse_query(c: &mut Cursor) -> Result<Query, ParseError> {
         "reply" => {
             let at2 = c.offset();
             match c.next() {
-                Some((Tok::Word(w), _)) => Query::Reply(w.parse().map_err(|_| {
-                    perr(at2, "expected a command index after `reply`, e.g. reply 1")
-                })?),
+                Some((Tok::Word(w), _)) => match w.parse::<usize>() {
+                    Ok(n) if n <= MAX_REPLY_INDEX => Query::Reply(n),
+                    Ok(_) => {
+                        return Err(perr(
+                            at2,
+                            format!("reply index `{w}` is out of range{HINT_MARK}a reply index is between 0 and {MAX_REPLY_INDEX}"),
+                        ))
+                    }
+                    Err(_) => {
+                        return Err(perr(
+                            at2,
+                            "expected a command index after `reply`, e.g. reply 1",
+                        ))
+                    }
+                },
                 _ => {
                     return Err(perr(
                         at2,
@@ -434,6 +446,25 @@ fn parse_query(c: &mut Cursor) -> Result<Query, ParseError> {
     })
 }
 
+/// Largest magnitude of a number literal (beyond it, f64 loses whole numbers anyway).
+pub const MAX_NUMBER: f64 = 1e15;
+/// Highest command index `reply N` may name.
+pub const MAX_REPLY_INDEX: usize = 999;
+
+/// `n` as read from `written`, when it is within ±[`MAX_NUMBER`].
+fn finite(n: f64, written: &str, offset: usize) -> Result<f64, ParseError> {
+    if n.is_finite() && n.abs() <= MAX_NUMBER {
+        Ok(n)
+    } else {
+        Err(perr(
+            offset,
+            format!(
+                "number `{written}` is out of range{HINT_MARK}a number is between -1e15 and 1e15"
+            ),
+        ))
+    }
+}
+
 fn parse_literal(tok: &(Tok, usize)) -> Result<Literal, ParseError> {
     let (t, o) = tok;
     match t {
@@ -444,16 +475,20 @@ fn parse_literal(tok: &(Tok, usize)) -> Result<Literal, ParseError> {
             "null" => Ok(Literal::Null),
             _ => {
                 if let Ok(n) = w.parse::<f64>() {
-                    return Ok(Literal::Num(n));
+                    return finite(n, w, *o).map(Literal::Num);
                 }
-                if let Ok(d) = parse_duration(w) {
-                    return Ok(Literal::Dur(d));
+                match parse_duration(w) {
+                    Ok(d) => return Ok(Literal::Dur(d)),
+                    Err(e @ UnitError::DurationRange(_)) => return Err(perr(*o, e.to_string())),
+                    Err(_) => {}
                 }
-                if let Ok(s) = parse_size(w) {
-                    return Ok(Literal::Size(s));
+                match parse_size(w) {
+                    Ok(s) => return Ok(Literal::Size(s)),
+                    Err(e @ UnitError::SizeRange(_)) => return Err(perr(*o, e.to_string())),
+                    Err(_) => {}
                 }
                 if let Some(p) = w.strip_suffix('%').and_then(|p| p.parse::<f64>().ok()) {
-                    return Ok(Literal::Num(p / 100.0));
+                    return finite(p / 100.0, w, *o).map(Literal::Num);
                 }
                 Err(perr(
                     *o,
@@ -651,6 +686,11 @@ impl<'a> Value<'a> {
     }
 }
 
+/// Seconds reported by a server as a duration: negative or NaN is zero, too large saturates.
+fn saturating_secs(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
+}
+
 /// Reads a query from an observation.
 pub fn eval_query<'a>(q: &Query, obs: &'a Observation) -> Result<Value<'a>, String> {
     Ok(match q {
@@ -708,16 +748,14 @@ pub fn eval_query<'a>(q: &Query, obs: &'a Observation) -> Result<Value<'a>, Stri
             .unwrap_or(Value::Missing),
         Query::Phase(p) => obs.phase(p).map(Value::Dur).unwrap_or(Value::Missing),
         Query::TokenExpiresIn => match obs.output(&["expires_in".to_string()]) {
-            Some(Json::Number(n)) => {
-                Value::Dur(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0).max(0.0)))
-            }
+            Some(Json::Number(n)) => Value::Dur(saturating_secs(n.as_f64().unwrap_or(0.0))),
             _ => Value::Missing,
         },
         Query::Output(name) => {
             let path: Vec<String> = name.split('.').map(str::to_string).collect();
             match obs.output(&path) {
                 Some(Json::Number(n)) if DURATION_OUTPUTS.contains(name) => {
-                    Value::Dur(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0).max(0.0)))
+                    Value::Dur(saturating_secs(n.as_f64().unwrap_or(0.0)))
                 }
                 Some(v) => Value::borrowed(v),
                 None => Value::Missing,
@@ -1023,6 +1061,33 @@ mod tests {
         assert!(parse_assertion(r#"body matches "(""#).is_err());
         assert!(parse_assertion("status == 200 extra").is_err());
         assert!(parse_assertion(r#"body contains "open"#).is_err());
+    }
+
+    #[test]
+    fn out_of_range_literals_are_located_errors() {
+        for (src, offset) in [
+            ("status == 1e400", 10),
+            ("status == inf", 10),
+            ("status == NaN", 10),
+            ("duration < 99999999999999999999d", 11),
+            ("size > 1e30TiB", 7),
+            ("reply 99999999999999999999 == 1", 6),
+            ("reply 1000 exists", 6),
+        ] {
+            let e = parse_assertion(src).unwrap_err();
+            assert_eq!(e.offset, offset, "{src}: {e:?}");
+        }
+        let e = parse_assertion("duration < 99999999999999999999d").unwrap_err();
+        assert!(e.message.contains("between 0s and 3650d"), "{}", e.message);
+        assert!(parse_assertion("reply 999 exists").is_ok());
+    }
+
+    #[test]
+    fn huge_durations_from_a_server_saturate() {
+        assert_eq!(saturating_secs(1e300), Duration::MAX);
+        assert_eq!(saturating_secs(-5.0), Duration::ZERO);
+        assert_eq!(saturating_secs(f64::NAN), Duration::ZERO);
+        assert_eq!(saturating_secs(1.5), Duration::from_millis(1500));
     }
 
     #[test]

@@ -270,15 +270,18 @@ fn parse_ratio(s: &str) -> Option<f64> {
 pub type Problem = (usize, usize, String, Option<String>);
 
 /// Parses a scenario's thresholds (returned with their index) and checks the steps they name.
-pub fn compile(texts: &[String], step_names: &[&str]) -> (Vec<(usize, Threshold)>, Vec<Problem>) {
+pub fn compile(
+    texts: &[String],
+    step_names: &indexmap::IndexSet<String>,
+) -> (Vec<(usize, Threshold)>, Vec<Problem>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (i, text) in texts.iter().enumerate() {
         match Threshold::parse(text) {
             Ok(t) => {
                 if let Some(step) = t.step() {
-                    if !step_names.contains(&step) {
-                        let hint = closest(step, step_names.iter().copied())
+                    if !step_names.contains(step) {
+                        let hint = closest(step, step_names.iter().map(String::as_str))
                             .map(|s| format!("did you mean `steps.{s}`?"));
                         let offset = text.find(step).unwrap_or(0);
                         errors.push((i, offset, format!("unknown step `{step}`"), hint));
@@ -506,7 +509,8 @@ mod tests {
             "p99(steps.logn.duration) < 2s".to_string(),
             "avg(duration) < 1s".into(),
         ];
-        let (ok, errors) = compile(&texts, &["login", "upload"]);
+        let steps = ["login", "upload"].map(String::from).into_iter().collect();
+        let (ok, errors) = compile(&texts, &steps);
         assert_eq!(ok.len(), 1);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].0, 0);

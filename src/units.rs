@@ -6,6 +6,15 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Longest duration any literal may hold (ten years): every field has its own, narrower range.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+/// Largest size any literal may hold (1024TiB): every field has its own, narrower range.
+pub const MAX_SIZE: u64 = 1 << 50;
+
+/// Separates a serde error message from its hint; the loader shows the part after it as the
+/// diagnostic's hint.
+pub const HINT_MARK: &str = "\nhint: ";
+
 /// Why a duration or size literal did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
@@ -13,11 +22,19 @@ pub enum UnitError {
     Duration(String),
     #[error("invalid size `{0}`: expected a number and a unit, e.g. 512B, 64KiB, 1MiB, 2GB")]
     Size(String),
+    #[error("duration `{0}` is out of range\nhint: a duration is between 0s and 3650d")]
+    DurationRange(String),
+    #[error("size `{0}` is out of range\nhint: a size is between 0B and 1024TiB")]
+    SizeRange(String),
 }
 
 /// Splits `12.5ms` into (12.5, "ms").
 fn split_number(s: &str) -> Option<(f64, &str)> {
     let s = s.trim();
+    // Longer than any sensible literal: not worth parsing (and keeps the work bounded).
+    if s.len() > 64 {
+        return None;
+    }
     let end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
@@ -43,10 +60,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
         "w" => n * 7.0 * 86400.0,
         _ => return Err(err()),
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(err());
+    duration_from_secs(secs).ok_or_else(|| UnitError::DurationRange(s.trim().to_string()))
+}
+
+/// Seconds as a duration, when they lie in 0..=[`MAX_DURATION`] (NaN and infinities do not).
+pub fn duration_from_secs(secs: f64) -> Option<Duration> {
+    if !(0.0..=MAX_DURATION.as_secs_f64()).contains(&secs) {
+        return None;
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// Bytes as a size, when they are a whole number in 0..=[`MAX_SIZE`].
+fn size_from_f64(bytes: f64) -> Option<u64> {
+    if !(0.0..=MAX_SIZE as f64).contains(&bytes) {
+        return None;
+    }
+    // In range and finite, so the cast is exact after rounding.
+    Some(bytes.round() as u64)
 }
 
 /// Parses `64KiB`, `1MiB`, `10MB`, `512B`; a bare number is bytes.
@@ -58,16 +89,14 @@ pub fn parse_size(s: &str) -> Result<u64, UnitError> {
         "KiB" => 1024.0,
         "MiB" => 1024.0 * 1024.0,
         "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         "KB" | "kB" => 1e3,
         "MB" => 1e6,
         "GB" => 1e9,
+        "TB" => 1e12,
         _ => return Err(err()),
     };
-    let bytes = n * mult;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-        return Err(err());
-    }
-    Ok(bytes.round() as u64)
+    size_from_f64(n * mult).ok_or_else(|| UnitError::SizeRange(s.trim().to_string()))
 }
 
 /// Formats a duration the way people write them: `850ms`, `1.24s`, `2m5s`.
@@ -91,7 +120,7 @@ pub fn format_duration(d: Duration) -> String {
 
 /// Formats bytes with a binary unit: `64KiB`, `1.5MiB`.
 pub fn format_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut i = 0;
     while v >= 1024.0 && i < UNITS.len() - 1 {
@@ -102,6 +131,15 @@ pub fn format_size(bytes: u64) -> String {
         format!("{v:.0}{}", UNITS[i])
     } else {
         format!("{v:.1}{}", UNITS[i])
+    }
+}
+
+/// A number as people write it: `1e30` rather than thirty-one digits.
+pub fn number_text(n: f64) -> String {
+    if n.is_finite() && n.abs() >= 1e15 {
+        format!("{n:e}")
+    } else {
+        n.to_string()
     }
 }
 
@@ -146,11 +184,9 @@ impl<'de> Deserialize<'de> for Dur {
             expecting: "a duration such as 300ms, 2s or 14d",
             from_str: |s| parse_duration(s).map(Dur),
             from_num: |n| {
-                if n >= 0.0 && n.is_finite() {
-                    Ok(Dur(Duration::from_secs_f64(n)))
-                } else {
-                    Err(UnitError::Duration(n.to_string()))
-                }
+                duration_from_secs(n)
+                    .map(Dur)
+                    .ok_or_else(|| UnitError::DurationRange(number_text(n)))
             },
         })
     }
@@ -168,11 +204,12 @@ impl<'de> Deserialize<'de> for Size {
             expecting: "a size such as 512B, 64KiB or 1MiB",
             from_str: |s| parse_size(s).map(Size),
             from_num: |n| {
-                if n >= 0.0 && n.fract() == 0.0 {
-                    Ok(Size(n as u64))
-                } else {
-                    Err(UnitError::Size(n.to_string()))
+                if n.fract() != 0.0 && n.is_finite() {
+                    return Err(UnitError::Size(n.to_string()));
                 }
+                size_from_f64(n)
+                    .map(Size)
+                    .ok_or_else(|| UnitError::SizeRange(number_text(n)))
             },
         })
     }
@@ -213,7 +250,7 @@ impl JsonSchema for Size {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         literal_schema(
             "A size: 512B, 64KiB, 1MiB, 10MB (a bare number is bytes)",
-            r"^[0-9.]+\s*(B|KiB|MiB|GiB|KB|kB|MB|GB)?$",
+            r"^[0-9.]+\s*(B|KiB|MiB|GiB|TiB|KB|kB|MB|GB|TB)?$",
         )
     }
 }
@@ -251,6 +288,48 @@ mod tests {
         assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
         assert_eq!(parse_size("512").unwrap(), 512);
         assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(parse_size("2TiB").unwrap(), 2 << 40);
+    }
+
+    #[test]
+    fn out_of_range_literals_are_errors_not_panics() {
+        for d in [
+            "1e30",
+            "99999999999999999999d",
+            "1e300w",
+            "3651d",
+            "inf",
+            "NaN",
+        ] {
+            assert!(parse_duration(d).is_err(), "{d}");
+        }
+        assert!(matches!(
+            parse_duration("99999999999999999999d"),
+            Err(UnitError::DurationRange(_))
+        ));
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        for s in ["99999999999999999999GiB", "1025TiB"] {
+            assert!(matches!(parse_size(s), Err(UnitError::SizeRange(_))), "{s}");
+        }
+        // Exponents are not part of the literal syntax.
+        assert!(matches!(parse_size("1e30"), Err(UnitError::Size(_))));
+        assert_eq!(parse_size("1024TiB").unwrap(), MAX_SIZE);
+        assert_eq!(duration_from_secs(f64::INFINITY), None);
+        assert_eq!(duration_from_secs(-1.0), None);
+        assert!(parse_duration(&"9".repeat(100)).is_err());
+    }
+
+    #[test]
+    fn numbers_out_of_range_fail_to_deserialize() {
+        for text in ["1e30", "-1", ".inf", "1e300"] {
+            let err = serde_yaml::from_str::<Dur>(text).unwrap_err().to_string();
+            assert!(err.contains("out of range"), "{text}: {err}");
+        }
+        let err = serde_yaml::from_str::<Size>("1e30")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("between 0B and 1024TiB"), "{err}");
+        assert_eq!(serde_yaml::from_str::<Dur>("90").unwrap().0.as_secs(), 90);
     }
 
     #[test]

@@ -39,6 +39,25 @@ impl Diagnostic {
         }
     }
 
+    /// Like [`Diagnostic::new`], with the source line taken from an index of the file's lines
+    /// (constant time, where `new` scans the file).
+    pub fn in_source(
+        file: &str,
+        lines: &SourceLines,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            file: file.to_string(),
+            line,
+            column,
+            message: message.into(),
+            hint: None,
+            source_line: lines.line(line).map(str::to_string),
+        }
+    }
+
     pub fn with_hint(mut self, hint: Option<String>) -> Self {
         self.hint = hint;
         self
@@ -47,6 +66,41 @@ impl Diagnostic {
     /// `file:line:column`
     pub fn location(&self) -> String {
         format!("{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// Where each line of a file starts, so a diagnostic finds its source line without a scan.
+#[derive(Debug, Clone)]
+pub struct SourceLines<'a> {
+    src: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> SourceLines<'a> {
+    pub fn new(src: &'a str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
+        SourceLines { src, starts }
+    }
+
+    /// The 1-based `line`, without its line break (as `str::lines` gives it).
+    pub fn line(&self, line: usize) -> Option<&'a str> {
+        let start = *self.starts.get(line.checked_sub(1)?)?;
+        if start >= self.src.len() {
+            return None;
+        }
+        let end = self.starts.get(line).map_or(self.src.len(), |e| e - 1);
+        let text = self.src.get(start..end)?;
+        Some(text.strip_suffix('\r').unwrap_or(text))
+    }
+
+    /// Number of lines, as `str::lines().count()` counts them.
+    pub fn count(&self) -> usize {
+        if self.src.ends_with('\n') || self.src.is_empty() {
+            self.starts.len() - 1
+        } else {
+            self.starts.len()
+        }
     }
 }
 
@@ -73,5 +127,24 @@ impl fmt::Display for Diagnostic {
             write!(f, "\n {pad} = hint: {h}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_lines_match_str_lines() {
+        for src in ["", "a", "a\n", "a\nb", "a\r\nb\r\n", "\n\n", "x\n\ny"] {
+            let idx = SourceLines::new(src);
+            let expected: Vec<&str> = src.lines().collect();
+            let got: Vec<&str> = (1..=expected.len() + 2)
+                .filter_map(|l| idx.line(l))
+                .collect();
+            assert_eq!(got, expected, "{src:?}");
+            assert_eq!(idx.count(), expected.len(), "{src:?}");
+            assert_eq!(idx.line(0), None);
+        }
     }
 }

@@ -1,21 +1,24 @@
 //! Loading scenario files: read, deserialize with locations, validate every reference, and
 //! compile steps for the runner. Every error of every file is collected.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use indexmap::{IndexMap, IndexSet};
 use regex::Regex;
 
-use super::diagnostic::Diagnostic;
+use super::diagnostic::{Diagnostic, SourceLines};
 use super::location::LocationIndex;
 use super::model::{Retry, Scenario, Step};
+use super::ranges::{self, OutOfRange};
 use crate::assert::{parse_assertion, parse_capture, Assertion, Query};
 use crate::secrets::read_secret;
 use crate::steps::{StepKind, KINDS};
 use crate::suggest::closest;
 use crate::template::{Expr, Template};
+use crate::units::HINT_MARK;
 
 /// Default time limit of one step attempt.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,8 +158,8 @@ pub fn load_paths(
     let mut seen_names: HashMap<String, String> = HashMap::new();
     for file in files {
         let display = file.display().to_string();
-        let src = match std::fs::read_to_string(&file) {
-            Ok(s) => s,
+        let bytes = match std::fs::read(&file) {
+            Ok(b) => b,
             Err(e) => {
                 errors.push(Diagnostic::new(
                     &display,
@@ -168,15 +171,22 @@ pub fn load_paths(
                 continue;
             }
         };
-        match load_source(&display, &src, opts) {
+        let src = match decode_utf8(&display, &bytes) {
+            Ok(s) => s,
+            Err(d) => {
+                errors.push(*d);
+                continue;
+            }
+        };
+        match load_source(&display, src, opts) {
             Ok(mut sc) => {
                 sc.file = file.clone();
                 if let Some(first) = seen_names.get(&sc.scenario.name) {
-                    let idx = LocationIndex::build(&src);
+                    let idx = LocationIndex::build(src);
                     let pos = idx.nearest("name");
                     errors.push(Diagnostic::new(
                         &display,
-                        &src,
+                        src,
                         pos.line,
                         pos.column,
                         format!(
@@ -199,6 +209,47 @@ pub fn load_paths(
     }
 }
 
+/// The file's text, or an error at the line and column of its first byte that is not UTF-8.
+fn decode_utf8<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, Box<Diagnostic>> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            // The prefix is valid UTF-8 by definition of `valid_up_to`.
+            let prefix = std::str::from_utf8(valid).unwrap_or_default();
+            let line_start = prefix.rfind('\n').map_or(0, |i| i + 1);
+            let line = prefix.matches('\n').count() + 1;
+            let column = prefix[line_start..].chars().count() + 1;
+            let bad = bytes[e.valid_up_to()];
+            let line_end = bytes[line_start..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |i| line_start + i);
+            let mut d = Diagnostic::new(
+                file,
+                "",
+                line,
+                column,
+                format!("the file is not UTF-8 text: byte 0x{bad:02x} is not valid here"),
+            )
+            .with_hint(Some("save the scenario as UTF-8".into()));
+            d.source_line =
+                Some(String::from_utf8_lossy(&bytes[line_start..line_end]).into_owned());
+            Err(Box::new(d))
+        }
+    }
+}
+
+/// Decodes and validates one file's bytes (what `load_paths` does for each file).
+pub fn load_bytes(
+    file: &str,
+    bytes: &[u8],
+    opts: &LoadOptions,
+) -> Result<LoadedScenario, Vec<Diagnostic>> {
+    let src = decode_utf8(file, bytes).map_err(|d| vec![*d])?;
+    load_source(file, src, opts)
+}
+
 static LOCATION_MARK: OnceLock<Regex> = OnceLock::new();
 
 /// Turns a serde_yaml error into a diagnostic with its location and a "did you mean".
@@ -207,25 +258,32 @@ fn yaml_error(file: &str, src: &str, e: &serde_yaml::Error) -> Diagnostic {
         .get_or_init(|| Regex::new(r" at line (\d+) column (\d+)").expect("static regex is valid"));
     let text = e.to_string();
     // The location is shown as file:line:column; the text need not repeat it.
-    let message = re.replace_all(&text, "").to_string();
+    let (message, own_hint) = split_hint(re.replace_all(&text, "").to_string(), None);
     let (mut line, mut column) = e
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((1, 1));
     // At the end of the file (an unclosed quote or bracket) point where the construct began:
     // "while scanning a quoted scalar at line 4 column 17".
-    if line > src.lines().count() {
+    let line_count = src.lines().count();
+    if line > line_count {
         let context = re.captures_iter(&text).last().and_then(|c| {
             Some((
                 c.get(1)?.as_str().parse().ok()?,
                 c.get(2)?.as_str().parse().ok()?,
             ))
         });
-        if let Some((l, c)) = context.filter(|(l, _)| *l <= src.lines().count()) {
+        if let Some((l, c)) = context.filter(|(l, _)| *l <= line_count) {
             (line, column) = (l, c);
         }
     }
-    let hint = unknown_field_hint(&message);
+    // Still past the end (a file of comments lacks `name`): the end of the last line.
+    if line > line_count.max(1) {
+        line = line_count.max(1);
+        column = src.lines().last().map_or(0, |l| l.chars().count()) + 1;
+    }
+    let (line, column) = (line.max(1), column.max(1));
+    let hint = own_hint.or_else(|| unknown_field_hint(&message));
     Diagnostic::new(file, src, line, column, message).with_hint(hint)
 }
 
@@ -237,28 +295,63 @@ fn unknown_field_hint(message: &str) -> Option<String> {
     closest(field, expected.iter().copied()).map(|s| format!("did you mean `{s}`?"))
 }
 
+/// Parsers put a hint after [`HINT_MARK`] in their messages (e.g. the range of a number); a hint
+/// given by the caller comes first.
+fn split_hint(message: String, hint: Option<String>) -> (String, Option<String>) {
+    match message.split_once(HINT_MARK) {
+        Some((m, h)) => (m.to_string(), hint.or_else(|| Some(h.to_string()))),
+        None => (message, hint),
+    }
+}
+
+/// Did-you-mean lookups per file: each compares up to a thousand names, and a file with tens of
+/// thousands of wrong references must still validate in linear time.
+const SUGGESTIONS_PER_FILE: usize = 200;
+
 struct Checker<'a> {
     file: &'a str,
-    src: &'a str,
+    lines: SourceLines<'a>,
     idx: LocationIndex,
     errors: Vec<Diagnostic>,
+    /// Did-you-mean lookups left for this file.
+    suggestions_left: usize,
 }
 
 impl Checker<'_> {
+    /// The closest candidate, while this file's budget of lookups lasts.
+    fn suggest<'c>(
+        &mut self,
+        name: &str,
+        candidates: impl IntoIterator<Item = &'c str>,
+    ) -> Option<String> {
+        self.suggestions_left = self.suggestions_left.checked_sub(1)?;
+        closest(name, candidates)
+    }
+
     /// An error at the value written at `path`, `offset` bytes into it.
     fn at(&mut self, path: &str, offset: usize, message: impl Into<String>, hint: Option<String>) {
+        let (message, hint) = split_hint(message.into(), hint);
         let pos = self.idx.nearest(path);
         let col = pos.column_at(offset);
-        self.errors
-            .push(Diagnostic::new(self.file, self.src, pos.line, col, message).with_hint(hint));
+        self.errors.push(
+            Diagnostic::in_source(self.file, &self.lines, pos.line, col, message).with_hint(hint),
+        );
     }
 
     /// An error at the key of the entry at `path` (for names of things).
     fn at_key(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+        let (message, hint) = split_hint(message.into(), hint);
         let pos = self.idx.key(path).unwrap_or_else(|| self.idx.nearest(path));
         self.errors.push(
-            Diagnostic::new(self.file, self.src, pos.line, pos.column, message).with_hint(hint),
+            Diagnostic::in_source(self.file, &self.lines, pos.line, pos.column, message)
+                .with_hint(hint),
         );
+    }
+
+    fn out_of_range(&mut self, found: Vec<OutOfRange>) {
+        for f in found {
+            self.at(&f.path, 0, f.message, Some(f.hint));
+        }
     }
 }
 
@@ -285,14 +378,37 @@ fn is_label_name(s: &str) -> bool {
         && !s.starts_with("__")
 }
 
+/// Steps by name, with the names their captures and outputs give (sets, so that a lookup does
+/// not grow with the scenario).
+type Visible = IndexMap<String, IndexSet<String>>;
+
 /// What a template at some place may refer to.
 struct Scope<'a> {
-    vars: &'a [String],
-    secrets: &'a [String],
-    /// Steps visible here, with the names their captures and outputs give.
-    steps: &'a [(String, Vec<String>)],
+    vars: &'a IndexSet<String>,
+    secrets: &'a IndexSet<String>,
+    /// Steps visible here.
+    steps: &'a Visible,
+    /// The step being checked, for its own assertions (after every visible step).
+    own: Option<(&'a str, &'a IndexSet<String>)>,
     /// Where step references are allowed at all.
     steps_allowed: bool,
+}
+
+impl Scope<'_> {
+    fn step(&self, name: &str) -> Option<&IndexSet<String>> {
+        self.steps.get(name).or_else(|| {
+            self.own
+                .filter(|(own, _)| *own == name)
+                .map(|(_, names)| names)
+        })
+    }
+
+    fn step_names(&self) -> impl Iterator<Item = &str> {
+        self.steps
+            .keys()
+            .map(String::as_str)
+            .chain(self.own.map(|(n, _)| n))
+    }
 }
 
 fn check_template(c: &mut Checker, path: &str, text: &str, scope: &Scope) {
@@ -307,12 +423,14 @@ fn check_template(c: &mut Checker, path: &str, text: &str, scope: &Scope) {
     for (expr, offset) in t.exprs() {
         match expr {
             Expr::Var(n) if !scope.vars.contains(n) => {
-                let hint = closest(n, scope.vars.iter().map(String::as_str))
+                let hint = c
+                    .suggest(n, scope.vars.iter().map(String::as_str))
                     .map(|s| format!("did you mean `vars.{s}`?"));
                 c.at(path, offset, format!("unknown var `{n}`"), hint);
             }
             Expr::Secret(n) if !scope.secrets.contains(n) => {
-                let hint = closest(n, scope.secrets.iter().map(String::as_str))
+                let hint = c
+                    .suggest(n, scope.secrets.iter().map(String::as_str))
                     .map(|s| format!("did you mean `secrets.{s}`?"))
                     .or_else(|| Some("declare it under `secrets:` with `env:` or `file:`".into()));
                 c.at(path, offset, format!("unknown secret `{n}`"), hint);
@@ -335,9 +453,10 @@ fn check_template(c: &mut Checker, path: &str, text: &str, scope: &Scope) {
                     );
                     continue;
                 }
-                match scope.steps.iter().find(|(s, _)| s == step) {
+                match scope.step(step) {
                     None => {
-                        let hint = closest(step, scope.steps.iter().map(|(s, _)| s.as_str()))
+                        let hint = c
+                            .suggest(step, scope.step_names())
                             .map(|s| format!("did you mean `steps.{s}`?"))
                             .or_else(|| {
                                 Some(
@@ -347,10 +466,11 @@ fn check_template(c: &mut Checker, path: &str, text: &str, scope: &Scope) {
                             });
                         c.at(path, offset, format!("unknown step `{step}`"), hint);
                     }
-                    Some((_, names)) => {
-                        let first = &p[0];
+                    Some(names) => {
+                        let Some(first) = p.first() else { continue };
                         if !names.contains(first) {
-                            let hint = closest(first, names.iter().map(String::as_str))
+                            let hint = c
+                                .suggest(first, names.iter().map(String::as_str))
                                 .map(|s| format!("did you mean `steps.{step}.{s}`?"))
                                 .or_else(|| {
                                     Some(format!(
@@ -358,7 +478,11 @@ fn check_template(c: &mut Checker, path: &str, text: &str, scope: &Scope) {
                                         if names.is_empty() {
                                             "nothing (add a `capture:`)".to_string()
                                         } else {
-                                            names.join(", ")
+                                            names
+                                                .iter()
+                                                .map(String::as_str)
+                                                .collect::<Vec<_>>()
+                                                .join(", ")
                                         }
                                     ))
                                 });
@@ -431,10 +555,12 @@ pub fn load_source(
     };
     let mut c = Checker {
         file,
-        src,
+        lines: SourceLines::new(src),
         idx: LocationIndex::build(src),
         errors: Vec::new(),
+        suggestions_left: SUGGESTIONS_PER_FILE,
     };
+    c.out_of_range(ranges::check_scenario(&scenario));
 
     if !is_scenario_name(&scenario.name) {
         c.at(
@@ -457,14 +583,6 @@ pub fn load_source(
         }
     }
     if let Some(s) = &scenario.schedule {
-        if s.interval.0.is_zero() {
-            c.at(
-                "schedule.interval",
-                0,
-                "interval must be greater than 0",
-                None,
-            );
-        }
         if let Some(j) = s.jitter {
             if j.0 >= s.interval.0 {
                 c.at(
@@ -476,21 +594,9 @@ pub fn load_source(
             }
         }
     }
-    if let Some(slo) = &scenario.slo {
-        if let Some(l) = &slo.latency {
-            if l.threshold.0.is_zero() {
-                c.at(
-                    "slo.latency.threshold",
-                    0,
-                    "threshold must be greater than 0",
-                    None,
-                );
-            }
-        }
-    }
 
     // Secrets: names and sources.
-    let secret_names: Vec<String> = scenario.secrets.keys().cloned().collect();
+    let secret_names: IndexSet<String> = scenario.secrets.keys().cloned().collect();
     for (name, source) in &scenario.secrets {
         let path = format!("secrets.{name}");
         if source.env.is_some() == source.file.is_some() {
@@ -509,8 +615,9 @@ pub fn load_source(
     }
 
     // Vars: in order; each may use earlier vars, env, secrets and run.*.
-    let mut var_names: Vec<String> = Vec::new();
+    let mut var_names: IndexSet<String> = IndexSet::new();
     let mut vars: Vec<(String, String)> = Vec::new();
+    let no_steps = Visible::new();
     for (k, v) in &scenario.vars {
         if !is_name(k) {
             c.at_key(
@@ -524,17 +631,18 @@ pub fn load_source(
             let scope = Scope {
                 vars: &var_names,
                 secrets: &secret_names,
-                steps: &[],
+                steps: &no_steps,
+                own: None,
                 steps_allowed: false,
             };
             check_template(&mut c, &format!("vars.{k}"), &value, &scope);
         }
-        var_names.push(k.clone());
+        var_names.insert(k.clone());
         vars.push((k.clone(), value));
     }
     for (k, v) in &opts.vars {
         if !scenario.vars.contains_key(k) {
-            var_names.push(k.clone());
+            var_names.insert(k.clone());
             vars.push((k.clone(), v.clone()));
         }
     }
@@ -544,7 +652,8 @@ pub fn load_source(
         let scope = Scope {
             vars: &var_names,
             secrets: &secret_names,
-            steps: &[],
+            steps: &no_steps,
+            own: None,
             steps_allowed: false,
         };
         check_serialized(&mut c, "defaults.http", http, &scope);
@@ -555,8 +664,8 @@ pub fn load_source(
     }
 
     // Steps, then finally (which sees every step).
-    let mut visible: Vec<(String, Vec<String>)> = Vec::new();
-    let mut names_seen: HashSet<String> = HashSet::new();
+    let mut visible = Visible::new();
+    let mut names_seen: IndexSet<String> = IndexSet::new();
     let mut compiled = Vec::new();
     let mut compiled_finally = Vec::new();
     for (section, list) in [("steps", &scenario.steps), ("finally", &scenario.finally)] {
@@ -573,9 +682,10 @@ pub fn load_source(
                 &mut names_seen,
                 file,
             ) {
-                let mut names: Vec<String> = cs.captures.iter().map(|k| k.name.clone()).collect();
-                names.extend(cs.kind.outputs().iter().map(|s| s.to_string()));
-                visible.push((cs.name.clone(), names));
+                // A duplicate name keeps the first step's entry (it is an error anyway).
+                if !visible.contains_key(&cs.name) {
+                    visible.insert(cs.name.clone(), provided_names(&cs));
+                }
                 if section == "steps" {
                     compiled.push(cs);
                 } else {
@@ -586,8 +696,7 @@ pub fn load_source(
     }
 
     // Thresholds: parsed now, and every step they name exists.
-    let step_names: Vec<&str> = names_seen.iter().map(String::as_str).collect();
-    let (parsed, problems) = crate::thresholds::compile(&scenario.thresholds, &step_names);
+    let (parsed, problems) = crate::thresholds::compile(&scenario.thresholds, &names_seen);
     for (i, offset, message, hint) in problems {
         c.at(&format!("thresholds[{i}]"), offset, message, hint);
     }
@@ -624,12 +733,13 @@ fn compile_step(
     path: &str,
     step: &Step,
     defaults: &super::model::Defaults,
-    vars: &[String],
-    secrets: &[String],
-    visible: &[(String, Vec<String>)],
-    names_seen: &mut HashSet<String>,
+    vars: &IndexSet<String>,
+    secrets: &IndexSet<String>,
+    visible: &Visible,
+    names_seen: &mut IndexSet<String>,
     file: &str,
 ) -> Option<CompiledStep> {
+    c.out_of_range(ranges::check_step(path, step));
     let name_path = format!("{path}.name");
     if !is_name(&step.name) {
         c.at(
@@ -652,6 +762,7 @@ fn compile_step(
         vars,
         secrets,
         steps: visible,
+        own: None,
         steps_allowed: true,
     };
     let mut kinds: Vec<StepKind> = Vec::new();
@@ -725,14 +836,16 @@ fn compile_step(
     }
 
     // Assertions may also use this step's own captures.
-    let mut own: Vec<(String, Vec<String>)> = visible.to_vec();
-    let mut own_names: Vec<String> = captures.iter().map(|k| k.name.clone()).collect();
-    own_names.extend(kind.outputs().iter().map(|s| s.to_string()));
-    own.push((step.name.clone(), own_names));
+    let own_names: IndexSet<String> = captures
+        .iter()
+        .map(|k| k.name.clone())
+        .chain(kind.outputs().iter().map(|s| s.to_string()))
+        .collect();
     let assert_scope = Scope {
         vars,
         secrets,
-        steps: &own,
+        steps: visible,
+        own: Some((&step.name, &own_names)),
         steps_allowed: true,
     };
     let mut assertions = Vec::new();
@@ -760,25 +873,8 @@ fn compile_step(
         }
     }
 
+    // Ranges of the step's own retry and of `defaults.retry` are checked where each is written.
     let retry = step.retry.clone().or_else(|| defaults.retry.clone());
-    if let Some(r) = &retry {
-        if r.attempts == 0 {
-            c.at(
-                &format!("{path}.retry.attempts"),
-                0,
-                "attempts must be at least 1",
-                None,
-            );
-        }
-        if !(r.backoff >= 1.0 && r.backoff.is_finite()) {
-            c.at(
-                &format!("{path}.retry.backoff"),
-                0,
-                "backoff must be 1 or more",
-                None,
-            );
-        }
-    }
     let line = c.idx.nearest(path).line;
     Some(CompiledStep {
         name: step.name.clone(),
@@ -793,6 +889,15 @@ fn compile_step(
         retry,
         location: format!("{file}:{line}"),
     })
+}
+
+/// What `steps.NAME.*` may name after a step: its captures and its kind's outputs.
+fn provided_names(cs: &CompiledStep) -> IndexSet<String> {
+    cs.captures
+        .iter()
+        .map(|k| k.name.clone())
+        .chain(cs.kind.outputs().iter().map(|s| s.to_string()))
+        .collect()
 }
 
 /// Reports a kind's own check results and checks the templates in its spec.
@@ -827,6 +932,43 @@ fn check_query_supported(c: &mut Checker, path: &str, q: &Query, kind: &StepKind
                 kind.name(),
                 kind.queries().join(", ")
             )),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_stops_after_the_files_budget() {
+        let mut src = String::from("name: x\nvars:\n  base: b\n");
+        let refs = SUGGESTIONS_PER_FILE + 50;
+        for i in 0..refs {
+            src.push_str(&format!("  v{i}: \"${{{{ vars.bse }}}}\"\n"));
+        }
+        src.push_str("steps:\n  - name: a\n    http: {url: 'http://x'}\n");
+        let errors = load_source("x.yaml", &src, &LoadOptions::default()).unwrap_err();
+        assert_eq!(errors.len(), refs);
+        let hinted = errors.iter().filter(|d| d.hint.is_some()).count();
+        assert_eq!(hinted, SUGGESTIONS_PER_FILE);
+        assert_eq!(errors[0].hint.as_deref(), Some("did you mean `vars.base`?"));
+        assert_eq!((errors[0].line, errors[0].column), (4, 8));
+    }
+
+    #[test]
+    fn non_utf8_bytes_are_located_at_their_line_and_column() {
+        let errors = load_bytes(
+            "x.yaml",
+            b"name: x\nsteps: caf\xc3\x28\n",
+            &LoadOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].line, errors[0].column), (2, 11));
+        assert_eq!(
+            errors[0].source_line.as_deref(),
+            Some("steps: caf\u{FFFD}(")
         );
     }
 }

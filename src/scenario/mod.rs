@@ -5,7 +5,10 @@ pub mod diagnostic;
 pub mod load;
 pub mod location;
 pub mod model;
+pub mod ranges;
 
 pub use diagnostic::Diagnostic;
-pub use load::{load_paths, CompiledCapture, CompiledStep, LoadOptions, LoadedScenario};
+pub use load::{
+    load_bytes, load_paths, CompiledCapture, CompiledStep, LoadOptions, LoadedScenario,
+};
 pub use model::Scenario;

@@ -124,31 +124,43 @@ pub struct Percent(pub f64);
 
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            S(String),
-            N(f64),
-        }
-        let ratio = match Raw::deserialize(d)? {
-            Raw::S(s) => {
-                let t = s.trim();
-                let pct = t.strip_suffix('%').ok_or_else(|| {
-                    serde::de::Error::custom(format!("invalid percentage `{s}`: write e.g. 99.9%"))
-                })?;
-                pct.trim().parse::<f64>().map_err(|_| {
-                    serde::de::Error::custom(format!("invalid percentage `{s}`: write e.g. 99.9%"))
-                })? / 100.0
+        // A visitor, not an untagged enum, so a bad value is reported at its own place.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Percent;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a percentage such as 99.9% or a ratio such as 0.999")
             }
-            Raw::N(n) => n,
-        };
-        if !(ratio > 0.0 && ratio < 1.0) {
-            return Err(serde::de::Error::custom(format!(
-                "percentage must be between 0% and 100% (exclusive), got {}%",
-                ratio * 100.0
-            )));
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Percent, E> {
+                let invalid = || E::custom(format!("invalid percentage `{s}`: write e.g. 99.9%"));
+                let pct = s.trim().strip_suffix('%').ok_or_else(invalid)?;
+                let n: f64 = pct.trim().parse().map_err(|_| invalid())?;
+                percent(n / 100.0)
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Percent, E> {
+                percent(n)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Percent, E> {
+                percent(n as f64)
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Percent, E> {
+                percent(n as f64)
+            }
         }
+        d.deserialize_any(V)
+    }
+}
+
+/// A ratio strictly between 0 and 1 (NaN is not).
+fn percent<E: serde::de::Error>(ratio: f64) -> Result<Percent, E> {
+    if ratio > 0.0 && ratio < 1.0 {
         Ok(Percent(ratio))
+    } else {
+        Err(E::custom(format!(
+            "percentage {}% is out of range{}a percentage is between 0% and 100%, both excluded",
+            ratio * 100.0,
+            crate::units::HINT_MARK
+        )))
     }
 }
 
