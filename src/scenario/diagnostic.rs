@@ -26,17 +26,8 @@ impl Diagnostic {
         column: usize,
         message: impl Into<String>,
     ) -> Self {
-        Diagnostic {
-            file: file.to_string(),
-            line,
-            column,
-            message: message.into(),
-            hint: None,
-            source_line: src
-                .lines()
-                .nth(line.saturating_sub(1))
-                .map(|l| l.to_string()),
-        }
+        let source_line = src.lines().nth(line.saturating_sub(1)).map(str::to_string);
+        Diagnostic::at(file, line, column, message.into(), source_line)
     }
 
     /// Like [`Diagnostic::new`], with the source line taken from an index of the file's lines
@@ -48,13 +39,24 @@ impl Diagnostic {
         column: usize,
         message: impl Into<String>,
     ) -> Self {
+        let source_line = lines.line(line).map(str::to_string);
+        Diagnostic::at(file, line, column, message.into(), source_line)
+    }
+
+    fn at(
+        file: &str,
+        line: usize,
+        column: usize,
+        message: String,
+        source_line: Option<String>,
+    ) -> Self {
         Diagnostic {
             file: file.to_string(),
             line,
             column,
-            message: message.into(),
+            message,
             hint: None,
-            source_line: lines.line(line).map(str::to_string),
+            source_line,
         }
     }
 
