@@ -468,6 +468,17 @@ impl Redactor {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_backslash_sent_as_a_slash_in_a_path_is_redacted() {
+        let r = Redactor::new();
+        // Pieces too short to be registered on their own: only the whole sent form matches.
+        r.add("pw", "Zk3\\q9 Tz");
+        let url = reqwest::Url::parse("https://h/api/Zk3\\q9 Tz").unwrap();
+        assert_eq!(url.path(), "/api/Zk3/q9%20Tz");
+        let out = r.redact(url.as_str());
+        assert_eq!(out, "https://h/api/[redacted:pw]");
+    }
+
     /// Characters every encoding treats differently, around cores no encoding changes.
     const AWKWARD: &str = "k3y/+=! @&:\"\\é?#%'~";
 
