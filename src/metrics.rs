@@ -1050,7 +1050,7 @@ impl<M: Deref<Target = Metrics>> RenderChunks<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outcome::{Phase, StepOutcome};
+    use crate::outcome::{fixtures, Phase, StepOutcome};
     use crate::scenario::load::load_source;
     use crate::scenario::LoadOptions;
 
@@ -1064,42 +1064,19 @@ mod tests {
 
     fn step(name: &str, status: StepStatus, ms: u64) -> StepOutcome {
         StepOutcome {
-            name: name.into(),
-            kind: "http",
-            status,
-            cleanup: false,
-            reason: (status == StepStatus::Failed).then_some(Reason::HttpStatus),
-            message: None,
             duration: Duration::from_millis(ms),
-            attempts: 1,
             phases: vec![Phase {
                 name: "connect".into(),
                 duration: Duration::from_millis(1),
             }],
-            assertions: Vec::new(),
-            certificate_not_after: None,
-            location: String::new(),
-            notes: Vec::new(),
+            ..fixtures::step(name, status)
         }
     }
 
     fn outcome(scenario: &str, steps: Vec<StepOutcome>) -> ScenarioOutcome {
-        let success = steps.iter().all(|s| s.status == StepStatus::Passed);
         ScenarioOutcome {
-            scenario: scenario.into(),
-            file: String::new(),
-            run_id: String::new(),
-            iteration: 1,
             started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            duration: steps.iter().map(|s| s.duration).sum(),
-            success,
-            reason: steps.iter().find_map(|s| s.reason),
-            timed_out: false,
-            message: None,
-            cleanup_errors: Vec::new(),
-            cancelled: false,
-            labels: BTreeMap::new(),
-            steps,
+            ..fixtures::run(scenario, steps)
         }
     }
 

@@ -193,6 +193,54 @@ impl ScenarioOutcome {
     }
 }
 
+/// Outcomes for unit tests of the readers (reports, metrics, /status, scheduler): fill in the
+/// fields a test does not care about, so that a new field is added here once.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// A one-attempt `http` step of 5 ms at `shop.yaml:3`; a failed one has reason
+    /// `http_status`.
+    pub fn step(name: &str, status: StepStatus) -> StepOutcome {
+        StepOutcome {
+            name: name.into(),
+            kind: "http",
+            status,
+            cleanup: false,
+            reason: (status == StepStatus::Failed).then_some(Reason::HttpStatus),
+            message: None,
+            duration: Duration::from_millis(5),
+            attempts: 1,
+            phases: Vec::new(),
+            assertions: Vec::new(),
+            certificate_not_after: None,
+            location: "shop.yaml:3".into(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Iteration 1 of `scenario` from `shop.yaml`: passed when every step did, with the first
+    /// failed step's reason.
+    pub fn run(scenario: &str, steps: Vec<StepOutcome>) -> ScenarioOutcome {
+        ScenarioOutcome {
+            scenario: scenario.into(),
+            file: "shop.yaml".into(),
+            run_id: "r1".into(),
+            iteration: 1,
+            started_at: SystemTime::UNIX_EPOCH,
+            duration: steps.iter().map(|s| s.duration).sum(),
+            success: steps.iter().all(|s| s.status == StepStatus::Passed),
+            reason: steps.iter().find_map(|s| s.reason),
+            timed_out: false,
+            message: None,
+            cleanup_errors: Vec::new(),
+            cancelled: false,
+            labels: BTreeMap::new(),
+            steps,
+        }
+    }
+}
+
 mod secs {
     use serde::Serializer;
     use std::time::Duration;

@@ -335,8 +335,6 @@ mod tests {
     use super::*;
     use crate::scenario::load::load_source;
     use crate::scenario::LoadOptions;
-    use std::collections::BTreeMap;
-    use std::time::SystemTime;
 
     fn scenario(name: &str, schedule: &str) -> Arc<LoadedScenario> {
         let src = format!(
@@ -347,22 +345,7 @@ mod tests {
     }
 
     fn outcome(name: &str) -> ScenarioOutcome {
-        ScenarioOutcome {
-            scenario: name.to_string(),
-            file: String::new(),
-            run_id: String::new(),
-            iteration: 1,
-            started_at: SystemTime::now(),
-            duration: Duration::ZERO,
-            success: true,
-            reason: None,
-            timed_out: false,
-            message: None,
-            cleanup_errors: Vec::new(),
-            cancelled: false,
-            labels: BTreeMap::new(),
-            steps: Vec::new(),
-        }
+        crate::outcome::fixtures::run(name, Vec::new())
     }
 
     /// What a fake run and the events saw, in paused time.

@@ -572,35 +572,16 @@ mod tests {
     }
 
     fn outcome(success: bool, step: StepStatus, reason: Option<Reason>) -> ScenarioOutcome {
+        let step = StepOutcome {
+            reason: None,
+            notes: vec!["response body cut at max_body <1 KiB>".into()],
+            ..crate::outcome::fixtures::step("home", step)
+        };
         ScenarioOutcome {
-            scenario: "shop".into(),
-            file: "t.yaml".into(),
-            run_id: "r1".into(),
-            iteration: 1,
-            started_at: SystemTime::UNIX_EPOCH,
-            duration: Duration::from_millis(5),
             success,
             reason,
-            timed_out: false,
             message: (!success).then(|| "secret `pw`: cannot read file /run/pw <x>".to_string()),
-            cancelled: false,
-            cleanup_errors: Vec::new(),
-            labels: BTreeMap::new(),
-            steps: vec![StepOutcome {
-                name: "home".into(),
-                kind: "http",
-                status: step,
-                cleanup: false,
-                reason: None,
-                message: None,
-                duration: Duration::from_millis(5),
-                attempts: 1,
-                phases: Vec::new(),
-                assertions: Vec::new(),
-                certificate_not_after: None,
-                location: "t.yaml:3".into(),
-                notes: vec!["response body cut at max_body <1 KiB>".into()],
-            }],
+            ..crate::outcome::fixtures::run("shop", vec![step])
         }
     }
 

@@ -48,43 +48,21 @@ fn run(o: &ScenarioOutcome) -> Result<Value, serde_json::Error> {
 mod tests {
     use super::*;
     use crate::outcome::{Reason, StepOutcome, StepStatus};
-    use std::collections::BTreeMap;
-    use std::time::{Duration, SystemTime};
 
     fn outcome(
         status: StepStatus,
         reason: Option<Reason>,
         message: Option<&str>,
     ) -> ScenarioOutcome {
+        let step = StepOutcome {
+            reason: (status == StepStatus::Failed).then_some(Reason::Connect),
+            notes: vec!["response body cut at max_body (1 KiB)".into()],
+            ..crate::outcome::fixtures::step("home", status)
+        };
         ScenarioOutcome {
-            scenario: "shop".into(),
-            file: "shop.yaml".into(),
-            run_id: "r".into(),
-            iteration: 1,
-            started_at: SystemTime::UNIX_EPOCH,
-            duration: Duration::from_millis(3),
-            success: status == StepStatus::Passed,
             reason,
-            timed_out: false,
             message: message.map(String::from),
-            cancelled: false,
-            cleanup_errors: Vec::new(),
-            labels: BTreeMap::new(),
-            steps: vec![StepOutcome {
-                name: "home".into(),
-                kind: "http",
-                status,
-                cleanup: false,
-                reason: (status == StepStatus::Failed).then_some(Reason::Connect),
-                message: None,
-                duration: Duration::from_millis(3),
-                attempts: 1,
-                phases: Vec::new(),
-                assertions: Vec::new(),
-                certificate_not_after: None,
-                location: "shop.yaml:3".into(),
-                notes: vec!["response body cut at max_body (1 KiB)".into()],
-            }],
+            ..crate::outcome::fixtures::run("shop", vec![step])
         }
     }
 

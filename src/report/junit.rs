@@ -364,44 +364,26 @@ pub fn render(outcomes: &[ScenarioOutcome], thresholds: &[ThresholdResult]) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use std::time::{Duration, SystemTime};
 
     fn step(name: &str, status: StepStatus, reason: Option<Reason>, msg: &str) -> StepOutcome {
         StepOutcome {
-            name: name.into(),
-            kind: "http",
-            status,
-            cleanup: false,
             reason,
             message: (!msg.is_empty()).then(|| msg.to_string()),
             duration: Duration::from_millis(12),
-            attempts: 1,
-            phases: Vec::new(),
-            assertions: Vec::new(),
-            certificate_not_after: None,
             location: "dir/shop.yaml:27".into(),
-            notes: Vec::new(),
+            ..crate::outcome::fixtures::step(name, status)
         }
     }
 
     fn run(iteration: u32, steps: Vec<StepOutcome>) -> ScenarioOutcome {
-        let success = steps.iter().all(|s| s.status == StepStatus::Passed);
         ScenarioOutcome {
-            scenario: "shop".into(),
             file: "dir/shop.yaml".into(),
             run_id: format!("run-{iteration}"),
             iteration,
             started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             duration: Duration::from_millis(40),
-            success,
-            reason: steps.iter().find_map(|s| s.reason),
-            timed_out: false,
-            message: None,
-            cancelled: false,
-            cleanup_errors: Vec::new(),
-            labels: BTreeMap::new(),
-            steps,
+            ..crate::outcome::fixtures::run("shop", steps)
         }
     }
 
