@@ -33,6 +33,21 @@ fn as_grafana_sends(expr: &str) -> String {
         .replace("$step", ".*")
 }
 
+/// The result of the first query of the panel titled `title`.
+fn first_query_of(
+    dash: &serde_json::Value,
+    prom: &PrometheusServer,
+    title: &str,
+) -> Vec<serde_json::Value> {
+    let panel = dash["panels"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["title"] == title))
+        .unwrap_or_else(|| panic!("no panel {title}"));
+    let expr = panel["targets"][0]["expr"].as_str().unwrap_or_default();
+    prom.query(&as_grafana_sends(expr))
+        .unwrap_or_else(|e| panic!("{title}: {e}"))
+}
+
 #[test]
 fn every_panel_and_variable_query_returns_data_from_a_real_prometheus() {
     let ing = Ingress::start();
@@ -146,17 +161,7 @@ fn every_panel_and_variable_query_returns_data_from_a_real_prometheus() {
     assert!(queried >= 30, "only {queried} queries");
 
     // The success stat is the worst location: it fails when any location fails.
-    let worst = dash["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["title"] == "Last run per scenario (worst location)")
-        .expect("the success stat");
-    let per_scenario = prom
-        .query(&as_grafana_sends(
-            worst["targets"][0]["expr"].as_str().unwrap(),
-        ))
-        .unwrap();
+    let per_scenario = first_query_of(&dash, &prom, "Last run per scenario (worst location)");
     let value_of = |name: &str| {
         per_scenario
             .iter()
@@ -170,17 +175,7 @@ fn every_panel_and_variable_query_returns_data_from_a_real_prometheus() {
         Some("0"),
         "{per_scenario:?}"
     );
-    let by_location = dash["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["title"] == "Last run per scenario and location")
-        .expect("the per-location table");
-    let rows = prom
-        .query(&as_grafana_sends(
-            by_location["targets"][0]["expr"].as_str().unwrap(),
-        ))
-        .unwrap();
+    let rows = first_query_of(&dash, &prom, "Last run per scenario and location");
     let mut regional: Vec<(String, String)> = rows
         .iter()
         .filter(|r| r["metric"]["scenario"] == "shop-regional")

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::backend::Backend;
-use support::prometheus::{scenario_dir, value, wait_until, Prober};
+use support::prometheus::{reloads, scenario_dir, value, wait_until, Prober};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -189,15 +189,6 @@ fn shutdown_closes_idle_connections_and_exits() {
     assert!(closed_since(&mut idle, Instant::now(), Duration::from_secs(1)).is_some());
     let log = probe.log_text();
     assert!(!log.contains("did not stop"), "{log}");
-}
-
-fn reloads(text: &str, result: &str) -> f64 {
-    value(
-        text,
-        "flowprobe_config_reloads_total",
-        &[("result", result)],
-    )
-    .unwrap_or(-1.0)
 }
 
 /// Writes a file atomically (temp file renamed over it), as editors and kubelet do.

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use support::backend::Backend;
-use support::prometheus::{scenario_dir, value, wait_until, Prober};
+use support::prometheus::{reloads, scenario_dir, value, wait_until, Prober};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -56,15 +56,6 @@ fn config_hash(text: &str) -> String {
         "{hash}"
     );
     hash
-}
-
-fn reloads(text: &str, result: &str) -> f64 {
-    value(
-        text,
-        "flowprobe_config_reloads_total",
-        &[("result", result)],
-    )
-    .unwrap_or(-1.0)
 }
 
 #[test]

@@ -169,6 +169,16 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     found.first().map(|s| s.value)
 }
 
+/// `flowprobe_config_reloads_total{result}` in an exposition; -1 when absent.
+pub fn reloads(text: &str, result: &str) -> f64 {
+    value(
+        text,
+        "flowprobe_config_reloads_total",
+        &[("result", result)],
+    )
+    .unwrap_or(-1.0)
+}
+
 /// Runs `promtool check metrics` on an exposition: Ok when it reports nothing.
 pub fn check_metrics(text: &str) -> Result<(), String> {
     let promtool =
