@@ -22,10 +22,10 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flowprobe::metrics::Metrics;
 use flowprobe::scenario::{load_paths, LoadOptions};
-use flowprobe::schedule::{Event, EventFn, Scheduler};
-use flowprobe::server::App;
+use flowprobe::serve::http::App;
+use flowprobe::serve::metrics::Metrics;
+use flowprobe::serve::schedule::{Event, EventFn, Scheduler};
 use hdrhistogram::Histogram;
 use support::prometheus::{find, Prober};
 use support::{find_program, free_port, wait_for_port, ChildGuard};
@@ -443,13 +443,13 @@ fn scale() {
                 ev_app.finished(outcome);
             }
         });
-        let scheduler = Scheduler::new(64, flowprobe::schedule::runner(Default::default()), on_event);
+        let scheduler = Scheduler::new(64, flowprobe::serve::schedule::runner(Default::default()), on_event);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let http_port = listener.local_addr().expect("addr").port();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, flowprobe::server::router(app)).await;
+            let _ = axum::serve(listener, flowprobe::serve::http::router(app)).await;
         });
         scheduler.apply(set.into_iter().map(Arc::new).collect());
         println!("RSS {:.1} MiB with 10,000 scheduling loops", rss_mib(me).0);

@@ -15,26 +15,23 @@
 //! ```
 //!
 //! [`scenario::load_paths`] validates files (every error, with file:line:column),
-//! [`runner::run_scenario`] runs one and returns a [`outcome::ScenarioOutcome`], and the
+//! [`run::run_scenario`] runs one and returns a [`outcome::ScenarioOutcome`], and the
 //! reporters in [`report`] read that outcome.
 
 pub mod assert;
 pub mod cli;
 pub mod fault;
-pub mod metrics;
+pub mod labels;
 pub mod observation;
 pub mod outcome;
 pub mod prom_float;
 pub mod report;
-pub mod runner;
+pub mod run;
 pub mod scenario;
-pub mod schedule;
 pub mod secrets;
 pub mod serve;
-pub mod server;
 pub mod slo;
 pub mod steps;
 pub mod suggest;
 pub mod template;
-pub mod thresholds;
 pub mod units;

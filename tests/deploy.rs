@@ -438,7 +438,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 
 #[test]
 fn dashboard_queries_only_metrics_the_prober_exports() {
-    use flowprobe::metrics as m;
+    use flowprobe::serve::metrics as m;
     let text =
         std::fs::read_to_string(deploy().join("base/dashboards/flowprobe-dashboard.json")).unwrap();
     let dash: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON parses");

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flowprobe::outcome::{Reason, ScenarioOutcome, StepOutcome, StepStatus};
-use flowprobe::runner::run_scenario;
+use flowprobe::run::run_scenario;
 use support::nginx::{Ingress, EXPIRED, SHOP, SOON, WRONG_HOST};
 use support::tls::TestCa;
 use support::{describe, load_scenario};

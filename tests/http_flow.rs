@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use flowprobe::outcome::{Reason, ScenarioOutcome, StepStatus};
-use flowprobe::runner::run_scenario;
+use flowprobe::run::run_scenario;
 use flowprobe::scenario::LoadedScenario;
 use support::nginx::{Ingress, API, MTLS, SHOP};
 use support::{describe, load_scenario};

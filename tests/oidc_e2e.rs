@@ -175,7 +175,7 @@ fn run_yaml(yaml: &str) -> flowprobe::outcome::ScenarioOutcome {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(flowprobe::runner::run_scenario(&sc, 1))
+        .block_on(flowprobe::run::run_scenario(&sc, 1))
 }
 
 fn me_step(o: &flowprobe::outcome::ScenarioOutcome) -> &flowprobe::outcome::StepOutcome {

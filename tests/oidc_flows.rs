@@ -23,7 +23,7 @@ fn load(yaml: &str) -> LoadedScenario {
 }
 
 async fn run(sc: &LoadedScenario) -> ScenarioOutcome {
-    flowprobe::runner::run_scenario(sc, 1).await
+    flowprobe::run::run_scenario(sc, 1).await
 }
 
 /// A scenario with the IdP's secrets and one login step (`extra` lines are added to it).

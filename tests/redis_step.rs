@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use flowprobe::outcome::{Reason, ScenarioOutcome, StepStatus};
-use flowprobe::runner::run_scenario;
+use flowprobe::run::run_scenario;
 use flowprobe::scenario::load::load_source;
 use flowprobe::scenario::LoadOptions;
 use support::describe;

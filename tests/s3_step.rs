@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use flowprobe::outcome::{Reason, ScenarioOutcome, StepStatus};
-use flowprobe::runner::run_scenario;
+use flowprobe::run::run_scenario;
 use flowprobe::scenario::LoadedScenario;
 use support::s3::S3Server;
 use support::{describe, load_scenario};

@@ -412,5 +412,8 @@ fn a_real_prometheus_scrapes_the_prober() {
         .query(r#"count(flowprobe_run_duration_seconds_bucket{scenario="api-health"})"#)
         .unwrap();
     let n: f64 = buckets[0]["value"][1].as_str().unwrap().parse().unwrap();
-    assert_eq!(n as usize, flowprobe::metrics::DEFAULT_BUCKETS.len() + 1);
+    assert_eq!(
+        n as usize,
+        flowprobe::serve::metrics::DEFAULT_BUCKETS.len() + 1
+    );
 }

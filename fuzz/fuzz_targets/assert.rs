@@ -7,7 +7,7 @@ use std::time::Duration;
 use flowprobe::assert::{eval_query, parse_assertion, parse_capture};
 use flowprobe::observation::Observation;
 use flowprobe::template::{Expr, RenderError, Resolve};
-use flowprobe::thresholds::Threshold;
+use flowprobe::run::thresholds::Threshold;
 use libfuzzer_sys::fuzz_target;
 
 struct Fixed;

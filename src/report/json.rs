@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::Summary;
 use crate::outcome::ScenarioOutcome;
-use crate::thresholds::ThresholdResult;
+use crate::run::thresholds::ThresholdResult;
 
 /// Renders the report document.
 pub fn render(outcomes: &[ScenarioOutcome]) -> Result<String, serde_json::Error> {

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use crate::outcome::{Reason, ScenarioOutcome, StepOutcome, StepStatus};
-use crate::thresholds::ThresholdResult;
+use crate::run::thresholds::ThresholdResult;
 
 use super::escape_markup as esc;
 

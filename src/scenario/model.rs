@@ -6,14 +6,11 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::steps::http::HttpSpec;
-use crate::steps::oidc::OidcSpec;
-use crate::steps::redis::RedisSpec;
-use crate::steps::s3::S3Spec;
+use crate::steps::StepKind;
 use crate::units::Dur;
 
 /// One scenario file.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Unique name, `[a-z0-9-]`; the `scenario` label of every metric.
@@ -76,19 +73,16 @@ pub struct SecretSource {
     pub file: Option<String>,
 }
 
-/// Settings inherited by every step.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// Settings inherited by every step: `timeout`, `retry`, and a spec per kind that has
+/// defaults (`http:`), merged under each step's own.
+#[derive(Debug, Clone, Default)]
 pub struct Defaults {
     /// Time limit of one attempt of a step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
     /// Retry policy of every step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
-    /// Defaults of HTTP steps: headers, TLS, resolve, redirects, version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpSpec>,
+    /// Defaults of the kinds, each kind at most once.
+    pub kinds: Vec<StepKind>,
 }
 
 /// Service level objective of a scenario.
@@ -186,35 +180,20 @@ fn default_backoff() -> f64 {
     1.0
 }
 
-/// One step as written: a name, exactly one kind key, and the common fields.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// One step as written: a name, one kind key (`http:`, `redis:`, ...), and the common fields.
+#[derive(Debug, Clone)]
 pub struct Step {
     /// Unique within the scenario; the `step` label.
     pub name: String,
-    /// An HTTP request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpSpec>,
-    /// An OpenID Connect login or token request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oidc: Option<OidcSpec>,
-    /// An object-storage operation (S3 API).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3: Option<S3Spec>,
-    /// A Redis round-trip or commands.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redis: Option<RedisSpec>,
+    /// The kind keys written, in order: exactly one is valid, which the loader checks.
+    pub kinds: Vec<StepKind>,
     /// Values taken from the result for later steps: `name: <query>`.
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub capture: IndexMap<String, Capture>,
     /// Checks on the result: `<query> [not] <predicate> <value>`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assert: Vec<String>,
     /// Time limit of one attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
     /// Retry policy of this step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
 }
 

@@ -7,20 +7,16 @@
 
 use std::time::Duration;
 
-use super::model::{Defaults, Retry, Scenario, Step};
-use crate::steps::http::HttpSpec;
-use crate::steps::oidc::OidcSpec;
-use crate::steps::redis::{RedisArg, RedisSpec};
-use crate::steps::s3::S3Spec;
+use super::model::{Retry, Scenario, Step};
 use crate::units::{format_size, number_text, Dur, Size};
 
-const MS: Duration = Duration::from_millis(1);
-const SECOND: Duration = Duration::from_secs(1);
-const MINUTE: Duration = Duration::from_secs(60);
-const HOUR: Duration = Duration::from_secs(3600);
-const DAY: Duration = Duration::from_secs(86_400);
-const GIB: u64 = 1 << 30;
-const TIB: u64 = 1 << 40;
+pub const MS: Duration = Duration::from_millis(1);
+pub const SECOND: Duration = Duration::from_secs(1);
+pub const MINUTE: Duration = Duration::from_secs(60);
+pub const HOUR: Duration = Duration::from_secs(3600);
+pub const DAY: Duration = Duration::from_secs(86_400);
+pub const GIB: u64 = 1 << 30;
+pub const TIB: u64 = 1 << 40;
 
 /// Inclusive bounds of one numeric field.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,7 +62,8 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-/// Every ranged field: (path as documented, range). The README table is this list.
+/// Every ranged field outside the step kinds: (path as documented, range). The README table is
+/// this list followed by each kind's `RANGES`.
 pub const FIELDS: &[(&str, Range)] = &[
     ("schedule.interval", SCHEDULE_INTERVAL),
     ("schedule.jitter", SCHEDULE_JITTER),
@@ -77,21 +74,6 @@ pub const FIELDS: &[(&str, Range)] = &[
     ("retry.backoff", RETRY_BACKOFF),
     ("slo.window", SLO_WINDOW),
     ("slo.latency.threshold", SLO_THRESHOLD),
-    ("http.max_redirects", MAX_REDIRECTS),
-    ("http.max_body, s3.get.max_body", MAX_BODY),
-    ("oidc.clock_skew", CLOCK_SKEW),
-    ("oidc.jwks_cache_ttl", JWKS_CACHE_TTL),
-    ("oidc.max_hops", MAX_HOPS),
-    ("redis.db", REDIS_DB),
-    (
-        "redis.connect_timeout, redis.command_timeout",
-        REDIS_TIMEOUT,
-    ),
-    ("redis.roundtrip.ttl", REDIS_TTL),
-    ("redis.commands (numbers)", REDIS_NUMBER),
-    ("s3.put.size", S3_OBJECT_SIZE),
-    ("s3.put.multipart_threshold", MULTIPART_THRESHOLD),
-    ("s3.sweep.older_than", SWEEP_OLDER_THAN),
 ];
 
 pub const SCHEDULE_INTERVAL: Range = Range::Dur(SECOND, Duration::from_secs(7 * 86_400));
@@ -104,62 +86,65 @@ pub const RETRY_INTERVAL: Range = Range::Dur(Duration::ZERO, HOUR);
 pub const RETRY_BACKOFF: Range = Range::Float(1.0, 10.0);
 pub const SLO_WINDOW: Range = Range::Dur(HOUR, Duration::from_secs(366 * 86_400));
 pub const SLO_THRESHOLD: Range = Range::Dur(MS, DAY);
-pub const MAX_REDIRECTS: Range = Range::Int(0, 100);
-pub const MAX_BODY: Range = Range::Size(0, GIB);
-pub const CLOCK_SKEW: Range = Range::Dur(Duration::ZERO, HOUR);
-pub const JWKS_CACHE_TTL: Range = Range::Dur(Duration::ZERO, DAY);
-pub const MAX_HOPS: Range = Range::Int(1, 100);
-pub const REDIS_DB: Range = Range::Int(0, 65_535);
-pub const REDIS_TIMEOUT: Range = Range::Dur(MS, HOUR);
-pub const REDIS_TTL: Range = Range::Dur(MS, Duration::from_secs(365 * 86_400));
-/// Floats sent as command arguments: finite, within what Redis reads as a double.
-pub const REDIS_NUMBER: Range = Range::Float(-1e300, 1e300);
-pub const S3_OBJECT_SIZE: Range = Range::Size(0, 5 * TIB);
-pub const MULTIPART_THRESHOLD: Range = Range::Size(0, 5 * GIB);
-/// The s3 step itself requires at least 1m.
-pub const SWEEP_OLDER_THAN: Range = Range::Dur(MINUTE, Duration::from_secs(3650 * 86_400));
-
-/// Ranges the step kinds already report on their own (documented in the README table, not
-/// checked again here).
-pub const CHECKED_BY_KINDS: &[(&str, &str)] = &[
-    ("redis.roundtrip.size", "1B and 64MiB"),
-    ("s3.put.part_size", "5MiB and 5GiB"),
-    ("s3.presign.size", "0B and 64MiB"),
-    ("s3.presign.expires_in", "1s and 7d"),
-];
-
-/// One value outside its range.
+/// One problem found by a check, at a YAML path.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OutOfRange {
+pub struct Problem {
     /// YAML path of the value, e.g. `steps[2].retry.backoff`.
     pub path: String,
     pub message: String,
-    /// `` `backoff` is between 1 and 10 ``
-    pub hint: String,
+    /// For a number out of range: `` `backoff` is between 1 and 10 ``.
+    pub hint: Option<String>,
 }
 
-/// Collects out-of-range values under one path prefix.
-struct Collector<'a> {
-    prefix: &'a str,
-    found: Vec<OutOfRange>,
+/// Collects the problems of one part of a scenario under one path prefix (`steps[3].http`).
+#[derive(Debug, Default)]
+pub struct Problems {
+    prefix: String,
+    found: Vec<Problem>,
 }
 
-impl Collector<'_> {
-    fn push(&mut self, field: &str, written: String, range: Range) {
-        let path = if self.prefix.is_empty() {
-            field.to_string()
-        } else {
-            format!("{}.{field}", self.prefix)
-        };
-        let name = field.rsplit('.').next().unwrap_or(field);
-        self.found.push(OutOfRange {
+impl Problems {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Problems {
+            prefix: prefix.into(),
+            found: Vec::new(),
+        }
+    }
+
+    /// What was found, in order.
+    pub fn into_vec(self) -> Vec<Problem> {
+        self.found
+    }
+
+    fn path(&self, field: &str) -> String {
+        match (self.prefix.is_empty(), field.is_empty()) {
+            (true, _) => field.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}.{field}", self.prefix),
+        }
+    }
+
+    /// A problem with the value at `field` (relative to the prefix; empty for the whole part).
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        let path = self.path(field);
+        self.found.push(Problem {
             path,
-            message: format!("`{name}` {written} is out of range"),
-            hint: format!("`{name}` is between {}", range.describe()),
+            message: message.into(),
+            hint: None,
         });
     }
 
-    fn dur(&mut self, field: &str, value: Option<Dur>, range: Range) {
+    fn push(&mut self, field: &str, written: String, range: Range) {
+        let path = self.path(field);
+        let name = field.rsplit('.').next().unwrap_or(field);
+        self.found.push(Problem {
+            path,
+            message: format!("`{name}` {written} is out of range"),
+            hint: Some(format!("`{name}` is between {}", range.describe())),
+        });
+    }
+
+    pub fn dur(&mut self, field: &str, value: Option<Dur>, range: Range) {
         if let (Some(Dur(v)), Range::Dur(lo, hi)) = (value, range) {
             if v < lo || v > hi {
                 self.push(field, human_duration(v), range);
@@ -168,7 +153,7 @@ impl Collector<'_> {
     }
 
     /// Only the upper bound: the step kind reports values below its own minimum.
-    fn dur_max(&mut self, field: &str, value: Option<Dur>, range: Range) {
+    pub fn dur_max(&mut self, field: &str, value: Option<Dur>, range: Range) {
         if let (Some(Dur(v)), Range::Dur(_, hi)) = (value, range) {
             if v > hi {
                 self.push(field, human_duration(v), range);
@@ -176,7 +161,7 @@ impl Collector<'_> {
         }
     }
 
-    fn size(&mut self, field: &str, value: Option<Size>, range: Range) {
+    pub fn size(&mut self, field: &str, value: Option<Size>, range: Range) {
         if let (Some(Size(v)), Range::Size(lo, hi)) = (value, range) {
             if v < lo || v > hi {
                 self.push(field, format_size(v), range);
@@ -184,7 +169,7 @@ impl Collector<'_> {
         }
     }
 
-    fn int(&mut self, field: &str, value: Option<i64>, range: Range) {
+    pub fn int(&mut self, field: &str, value: Option<i64>, range: Range) {
         if let (Some(v), Range::Int(lo, hi)) = (value, range) {
             if v < lo || v > hi {
                 self.push(field, v.to_string(), range);
@@ -192,7 +177,7 @@ impl Collector<'_> {
         }
     }
 
-    fn float(&mut self, field: &str, value: Option<f64>, range: Range) {
+    pub fn float(&mut self, field: &str, value: Option<f64>, range: Range) {
         if let (Some(v), Range::Float(lo, hi)) = (value, range) {
             // NaN is never in range.
             if !(lo..=hi).contains(&v) {
@@ -201,7 +186,7 @@ impl Collector<'_> {
         }
     }
 
-    fn retry(&mut self, retry: Option<&Retry>) {
+    pub fn retry(&mut self, retry: Option<&Retry>) {
         if let Some(r) = retry {
             self.int(
                 "retry.attempts",
@@ -214,131 +199,35 @@ impl Collector<'_> {
     }
 }
 
-/// Scenario-level numbers: schedule, defaults, slo.
-pub fn check_scenario(sc: &Scenario) -> Vec<OutOfRange> {
-    let mut c = Collector {
-        prefix: "",
-        found: Vec::new(),
-    };
+/// Scenario-level numbers: schedule, defaults (but their kinds'), slo.
+pub fn check_scenario(sc: &Scenario) -> Vec<Problem> {
+    let mut problems = Problems::new("");
     if let Some(s) = &sc.schedule {
-        c.dur("schedule.interval", Some(s.interval), SCHEDULE_INTERVAL);
-        c.dur("schedule.jitter", s.jitter, SCHEDULE_JITTER);
-        c.dur("schedule.timeout", s.timeout, RUN_TIMEOUT);
+        problems.dur("schedule.interval", Some(s.interval), SCHEDULE_INTERVAL);
+        problems.dur("schedule.jitter", s.jitter, SCHEDULE_JITTER);
+        problems.dur("schedule.timeout", s.timeout, RUN_TIMEOUT);
     }
     if let Some(d) = &sc.defaults {
-        check_defaults(&mut c, d);
+        problems.dur("defaults.timeout", d.timeout, STEP_TIMEOUT);
+        let mut inner = Problems::new("defaults");
+        inner.retry(d.retry.as_ref());
+        problems.found.append(&mut inner.found);
     }
     if let Some(slo) = &sc.slo {
-        c.dur("slo.window", Some(slo.window), SLO_WINDOW);
+        problems.dur("slo.window", Some(slo.window), SLO_WINDOW);
         if let Some(l) = &slo.latency {
-            c.dur("slo.latency.threshold", Some(l.threshold), SLO_THRESHOLD);
+            problems.dur("slo.latency.threshold", Some(l.threshold), SLO_THRESHOLD);
         }
     }
-    c.found
+    problems.found
 }
 
-fn check_defaults(c: &mut Collector, d: &Defaults) {
-    c.dur("defaults.timeout", d.timeout, STEP_TIMEOUT);
-    if let Some(r) = &d.retry {
-        let mut inner = Collector {
-            prefix: "defaults",
-            found: Vec::new(),
-        };
-        inner.retry(Some(r));
-        c.found.append(&mut inner.found);
-    }
-    if let Some(h) = &d.http {
-        let mut inner = Collector {
-            prefix: "defaults.http",
-            found: Vec::new(),
-        };
-        check_http(&mut inner, h);
-        c.found.append(&mut inner.found);
-    }
-}
-
-/// The numbers of one step (`path` is `steps[3]` or `finally[0]`), its kind's included.
-pub fn check_step(path: &str, step: &Step) -> Vec<OutOfRange> {
-    let mut c = Collector {
-        prefix: path,
-        found: Vec::new(),
-    };
+/// The numbers of one step that are not its kind's (`path` is `steps[3]` or `finally[0]`).
+pub fn check_step(path: &str, step: &Step) -> Vec<Problem> {
+    let mut c = Problems::new(path);
     c.dur("timeout", step.timeout, STEP_TIMEOUT);
     c.retry(step.retry.as_ref());
-    let kind_path = |key: &str| format!("{path}.{key}");
-    let mut sub = |key: &str, f: &dyn Fn(&mut Collector)| {
-        let p = kind_path(key);
-        let mut k = Collector {
-            prefix: &p,
-            found: Vec::new(),
-        };
-        f(&mut k);
-        c.found.append(&mut k.found);
-    };
-    if let Some(h) = &step.http {
-        sub("http", &|k| check_http(k, h));
-    }
-    if let Some(o) = &step.oidc {
-        sub("oidc", &|k| check_oidc(k, o));
-    }
-    if let Some(r) = &step.redis {
-        sub("redis", &|k| check_redis(k, r));
-    }
-    if let Some(s) = &step.s3 {
-        sub("s3", &|k| check_s3(k, s));
-    }
     c.found
-}
-
-fn check_http(c: &mut Collector, h: &HttpSpec) {
-    c.int(
-        "max_redirects",
-        h.max_redirects.map(i64::from),
-        MAX_REDIRECTS,
-    );
-    c.size("max_body", h.max_body, MAX_BODY);
-}
-
-fn check_oidc(c: &mut Collector, o: &OidcSpec) {
-    c.dur("clock_skew", o.clock_skew, CLOCK_SKEW);
-    c.dur("jwks_cache_ttl", o.jwks_cache_ttl, JWKS_CACHE_TTL);
-    c.int("max_hops", o.max_hops.map(i64::from), MAX_HOPS);
-}
-
-fn check_redis(c: &mut Collector, r: &RedisSpec) {
-    // A negative db is the redis step's own error.
-    if r.db.is_some_and(|db| db >= 0) {
-        c.int("db", r.db, REDIS_DB);
-    }
-    c.dur_max("connect_timeout", r.connect_timeout, REDIS_TIMEOUT);
-    c.dur_max("command_timeout", r.command_timeout, REDIS_TIMEOUT);
-    if let Some(rt) = &r.roundtrip {
-        c.dur_max("roundtrip.ttl", rt.ttl, REDIS_TTL);
-    }
-    for (i, command) in r.commands.iter().enumerate() {
-        for (j, arg) in command.iter().enumerate() {
-            if let RedisArg::Float(f) = arg {
-                c.float(&format!("commands[{i}][{j}]"), Some(*f), REDIS_NUMBER);
-            }
-        }
-    }
-}
-
-fn check_s3(c: &mut Collector, s: &S3Spec) {
-    if let Some(p) = &s.put {
-        c.size("put.size", p.size, S3_OBJECT_SIZE);
-        c.size(
-            "put.multipart_threshold",
-            p.multipart_threshold,
-            MULTIPART_THRESHOLD,
-        );
-    }
-    if let Some(g) = &s.get {
-        c.size("get.max_body", g.max_body, MAX_BODY);
-    }
-    if let Some(sw) = &s.sweep {
-        c.dur_max("sweep.older_than", Some(sw.older_than), SWEEP_OLDER_THAN);
-    }
 }
 
 /// The README table: one row per numeric field.
@@ -347,8 +236,8 @@ pub fn markdown_table() -> String {
     for (field, range) in FIELDS {
         out.push_str(&format!("| `{field}` | {} |\n", range.describe()));
     }
-    for (field, range) in CHECKED_BY_KINDS {
-        out.push_str(&format!("| `{field}` | {range} |\n"));
+    for (field, range) in crate::steps::registry::ranges() {
+        out.push_str(&format!("| `{field}` | {} |\n", range.describe()));
     }
     out
 }
@@ -388,7 +277,10 @@ mod tests {
             ]
         );
         assert_eq!(found[0].message, "`interval` 8d is out of range");
-        assert_eq!(found[0].hint, "`interval` is between 1s and 7d");
+        assert_eq!(
+            found[0].hint.as_deref(),
+            Some("`interval` is between 1s and 7d")
+        );
     }
 
     #[test]
@@ -398,7 +290,14 @@ mod tests {
              http: {url: 'http://x', max_redirects: 1000, max_body: 2GiB}\n  - name: b\n    \
              redis: {url: 'redis://x', db: 70000, commands: [[SET, k, 1.0e301]]}\n",
         );
-        let a = check_step("steps[0]", &sc.steps[0]);
+        let with_kind = |path: &str, step: &Step| {
+            let mut found = check_step(path, step);
+            let mut kind = Problems::new(format!("{path}.{}", step.kinds[0].name()));
+            step.kinds[0].check_ranges(&mut kind);
+            found.extend(kind.into_vec());
+            found
+        };
+        let a = with_kind("steps[0]", &sc.steps[0]);
         let paths: Vec<&str> = a.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -409,7 +308,7 @@ mod tests {
                 "steps[0].http.max_body"
             ]
         );
-        let b = check_step("steps[1]", &sc.steps[1]);
+        let b = with_kind("steps[1]", &sc.steps[1]);
         let paths: Vec<&str> = b.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,

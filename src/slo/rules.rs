@@ -71,7 +71,7 @@ pub const LATENCY_OBJECTIVE: &str = "scenario:flowprobe_slo_latency:objective";
 /// The `le` label value of the SLO threshold's histogram bucket, exactly as the prober's
 /// exposition writes it (`2.5`, `0.3`, `1`).
 pub fn le_label(threshold: Duration) -> String {
-    crate::metrics::seconds_label(threshold)
+    crate::serve::metrics::seconds_label(threshold)
 }
 
 /// What the rules need to know about one scenario.

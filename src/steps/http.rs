@@ -8,26 +8,12 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{read_config_file, render_config, StepContext, StepError};
+use super::{read_config_file, render_config, Kind, StepContext, StepError};
+use crate::assert::OwnQuery;
 use crate::outcome::Reason;
+use crate::scenario::ranges::{Problems, Range, GIB};
 use crate::template::Resolve;
 use crate::units::Size;
-
-/// Query keywords an HTTP step answers.
-pub const QUERIES: &[&str] = &[
-    "status",
-    "header",
-    "body",
-    "jsonpath",
-    "regex",
-    "duration",
-    "certificate",
-    "phase",
-    "url",
-];
-
-/// Outputs of an HTTP step, besides its captures.
-pub const OUTPUTS: &[&str] = &["status", "url"];
 
 /// Default cap on the response body read.
 pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
@@ -421,6 +407,59 @@ fn cert_not_after(resp: &reqwest::Response) -> Option<SystemTime> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let ts = cert.validity().not_after.timestamp();
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(ts).ok()?))
+}
+
+/// Largest `max_redirects`.
+pub const MAX_REDIRECTS: Range = Range::Int(0, 100);
+/// Largest body cap (`http.max_body`, `s3.get.max_body`).
+pub const MAX_BODY: Range = Range::Size(0, GIB);
+
+impl Kind for HttpSpec {
+    const KEY: &'static str = "http";
+    const ABOUT: &'static str = "An HTTP request.";
+    const QUERIES: &'static [&'static str] = &[
+        "status",
+        "header",
+        "body",
+        "jsonpath",
+        "regex",
+        "duration",
+        "certificate",
+        "phase",
+        "url",
+    ];
+    const OWN_QUERIES: &'static [OwnQuery] = &[OwnQuery::output("url", &["url"])];
+    const OUTPUTS: &'static [&'static str] = &["status", "url"];
+    const HTTP_STATUS: bool = true;
+    const HAS_DEFAULTS: bool = true;
+    const RANGES: &'static [(&'static str, Range)] =
+        &[("max_redirects", MAX_REDIRECTS), ("max_body", MAX_BODY)];
+
+    fn validate(&self, problems: &mut Problems) {
+        for (field, message) in self.check() {
+            problems.error(&field, message);
+        }
+    }
+
+    fn check_ranges(&self, problems: &mut Problems) {
+        problems.int(
+            "max_redirects",
+            self.max_redirects.map(i64::from),
+            MAX_REDIRECTS,
+        );
+        problems.size("max_body", self.max_body, MAX_BODY);
+    }
+
+    fn merged_over(&self, defaults: &HttpSpec) -> HttpSpec {
+        HttpSpec::merged_over(self, defaults)
+    }
+
+    fn execute(
+        &self,
+        ctx: &StepContext<'_>,
+    ) -> impl std::future::Future<Output = Result<super::Observation, StepError>> + Send {
+        execute(self, ctx)
+    }
 }
 
 /// Sends the request and reads the answer.

@@ -1,11 +1,28 @@
-//! Step kinds behind one dispatch: one file, one enum variant and one match arm per kind.
-//! The compiler's exhaustiveness check is the registry.
+//! Step kinds. A kind is one file (or folder) here and one line in `registry.rs`:
+//!
+//! 1. Write `src/steps/<kind>.rs` with the spec struct (serde + schemars derives,
+//!    `deny_unknown_fields`, doc comments: they become the JSON Schema) and `impl Kind` for it:
+//!    key, query words, outputs, load-time checks (`validate`) and `execute`, which turns one
+//!    attempt into an [`Observation`] or a [`StepError`] with a closed [`Reason`].
+//! 2. Add `pub mod <kind>;` below and one line `Variant => super::<kind>::Spec` to the
+//!    `registry!` list. The loader, the assertion grammar, the schema and the reports read
+//!    everything else from the kind.
+//!
+//! State a kind keeps between runs (caches) lives in [`Shared`], reached through the
+//! [`StepContext`], never in a `static`.
 
 pub mod http;
+pub mod kind;
 pub mod oidc;
 pub mod redis;
+pub mod registry;
 pub mod s3;
+pub mod shared;
 pub mod trust;
+
+pub use kind::Kind;
+pub use registry::{StepKind, KINDS};
+pub use shared::Shared;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,20 +33,6 @@ use crate::observation::Observation;
 use crate::outcome::Reason;
 use crate::secrets::Redactor;
 use crate::template::Resolve;
-
-/// Keys that select a step's kind, in the order they are documented.
-pub const KINDS: &[&str] = &["http", "oidc", "s3", "redis"];
-
-/// A step's kind with its settings (defaults already merged in).
-// Built once per step at load time: the variants' size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum StepKind {
-    Http(http::HttpSpec),
-    Oidc(oidc::OidcSpec),
-    S3(s3::S3Spec),
-    Redis(redis::RedisSpec),
-}
 
 /// Why an attempt of a step failed before (or instead of) its assertions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +78,8 @@ pub struct StepContext<'a> {
     pub cookies: Arc<reqwest::cookie::Jar>,
     /// Clean-up actions (delete what this run created) run after `finally`, even on failure.
     pub cleanups: &'a Cleanups,
+    /// What steps keep between runs of this process (caches), one value per type.
+    pub shared: &'a Shared,
 }
 
 /// A boxed clean-up action's future.
@@ -117,67 +122,5 @@ impl Cleanups {
             .unwrap_or_default();
         list.reverse();
         list
-    }
-}
-
-impl StepKind {
-    /// The kind's key: `http`, `oidc`, `s3`, `redis`. Also the `kind` metric label.
-    pub fn name(&self) -> &'static str {
-        match self {
-            StepKind::Http(_) => "http",
-            StepKind::Oidc(_) => "oidc",
-            StepKind::S3(_) => "s3",
-            StepKind::Redis(_) => "redis",
-        }
-    }
-
-    /// Query keywords this kind can answer (see `assert.rs`).
-    pub fn queries(&self) -> &'static [&'static str] {
-        match self {
-            StepKind::Http(_) => http::QUERIES,
-            StepKind::Oidc(_) => oidc::QUERIES,
-            StepKind::S3(_) => s3::QUERIES,
-            StepKind::Redis(_) => redis::QUERIES,
-        }
-    }
-
-    /// Output names reachable as `steps.NAME.OUTPUT` besides the step's captures.
-    pub fn outputs(&self) -> &'static [&'static str] {
-        match self {
-            StepKind::Http(_) => http::OUTPUTS,
-            StepKind::Oidc(_) => oidc::OUTPUTS,
-            StepKind::S3(_) => s3::OUTPUTS,
-            StepKind::Redis(_) => redis::OUTPUTS,
-        }
-    }
-
-    /// The step's settings as JSON, to find the `${{ }}` templates it uses.
-    pub fn spec_json(&self) -> serde_json::Value {
-        let v = match self {
-            StepKind::Http(s) => serde_json::to_value(s),
-            StepKind::Oidc(s) => serde_json::to_value(s),
-            StepKind::S3(s) => serde_json::to_value(s),
-            StepKind::Redis(s) => serde_json::to_value(s),
-        };
-        v.unwrap_or(serde_json::Value::Null)
-    }
-
-    /// True when a failed assertion on `status` should be reported as `http_status`, and a
-    /// step without any status assertion fails on a 4xx/5xx answer.
-    pub fn has_http_status(&self) -> bool {
-        match self {
-            StepKind::Http(_) => true,
-            StepKind::Oidc(_) | StepKind::S3(_) | StepKind::Redis(_) => false,
-        }
-    }
-
-    /// Runs one attempt.
-    pub async fn execute(&self, ctx: &StepContext<'_>) -> Result<Observation, StepError> {
-        match self {
-            StepKind::Http(spec) => http::execute(spec, ctx).await,
-            StepKind::Oidc(spec) => oidc::execute(spec, ctx).await,
-            StepKind::S3(spec) => s3::execute(spec, ctx).await,
-            StepKind::Redis(spec) => redis::execute(spec, ctx).await,
-        }
     }
 }

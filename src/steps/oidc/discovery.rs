@@ -3,7 +3,7 @@
 //! cached set does not have (the IdP rotated its keys).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use openidconnect::core::{CoreJsonWebKeySet, CoreProviderMetadata};
@@ -79,16 +79,16 @@ struct Cached {
     fetched: Instant,
 }
 
-/// JWKS per issuer + jwks_uri, shared by every run in the process.
-fn cache() -> &'static Mutex<HashMap<String, Cached>> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Cached>>> = OnceLock::new();
-    CACHE.get_or_init(Mutex::default)
-}
+/// JWKS per issuer + jwks_uri, shared by every run in the process (kept in the steps'
+/// [`Shared`](crate::steps::Shared) state).
+#[derive(Default)]
+pub struct JwksCache(Mutex<HashMap<String, Cached>>);
 
 /// The issuer's signing keys for one attempt: from the cache while it is younger than the
 /// TTL, fetched (phase `jwks`) otherwise, and fetched once more for an unknown `kid`.
 pub struct Keys<'a> {
     http: &'a reqwest::Client,
+    cache: std::sync::Arc<JwksCache>,
     cache_key: String,
     uri: String,
     ttl: Duration,
@@ -97,10 +97,17 @@ pub struct Keys<'a> {
 }
 
 impl<'a> Keys<'a> {
-    pub fn new(http: &'a reqwest::Client, issuer: &str, d: &Discovered, ttl: Duration) -> Self {
+    pub fn new(
+        http: &'a reqwest::Client,
+        cache: std::sync::Arc<JwksCache>,
+        issuer: &str,
+        d: &Discovered,
+        ttl: Duration,
+    ) -> Self {
         let uri = d.metadata.jwks_uri().url().to_string();
         Keys {
             http,
+            cache,
             cache_key: format!("{issuer} {uri}"),
             uri,
             ttl,
@@ -138,7 +145,7 @@ impl<'a> Keys<'a> {
             let set = self.fetch().await;
             add_phase(obs, "jwks", started.elapsed());
             let set = set?;
-            if let Ok(mut c) = cache().lock() {
+            if let Ok(mut c) = self.cache.0.lock() {
                 c.insert(
                     self.cache_key.clone(),
                     Cached {
@@ -159,7 +166,7 @@ impl<'a> Keys<'a> {
         if self.ttl.is_zero() {
             return None;
         }
-        let c = cache().lock().ok()?;
+        let c = self.cache.0.lock().ok()?;
         let entry = c.get(&self.cache_key)?;
         (entry.fetched.elapsed() < self.ttl).then(|| entry.keys.clone())
     }

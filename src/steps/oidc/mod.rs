@@ -8,6 +8,7 @@ mod client;
 mod discovery;
 mod flows;
 mod form;
+mod kind;
 mod presets;
 mod spec;
 mod tokens;
@@ -32,23 +33,6 @@ use crate::outcome::Reason;
 
 pub use self::presets::Preset;
 pub use self::spec::{ClientAuth, Flow, LoginSpec, OidcSpec, PageRule};
-
-/// Query keywords an oidc step answers (`jsonpath` reads the userinfo answer).
-pub const QUERIES: &[&str] = &["duration", "phase", "claim", "token", "jsonpath"];
-
-/// Outputs of an oidc step, besides its captures. `claims`, `access_claims` and `userinfo`
-/// are objects reached by path (`steps.login.claims.sub`).
-pub const OUTPUTS: &[&str] = &[
-    "access_token",
-    "id_token",
-    "refresh_token",
-    "token_type",
-    "expires_in",
-    "scope",
-    "claims",
-    "access_claims",
-    "userinfo",
-];
 
 /// Outputs redacted wherever they appear.
 const SECRET_OUTPUTS: &[&str] = &["access_token", "id_token", "refresh_token"];
@@ -249,7 +233,8 @@ pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observati
     // Validation.
     let ttl = spec.jwks_cache_ttl.map(|d| d.0).unwrap_or(DEFAULT_JWKS_TTL);
     let skew = spec.clock_skew.map(|d| d.0).unwrap_or(DEFAULT_CLOCK_SKEW);
-    let mut keys = Keys::new(&http.client, &issuer, &provider, ttl);
+    let cache = ctx.shared.get::<self::discovery::JwksCache>();
+    let mut keys = Keys::new(&http.client, cache, &issuer, &provider, ttl);
     let algs = provider
         .metadata
         .id_token_signing_alg_values_supported()

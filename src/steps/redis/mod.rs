@@ -4,6 +4,7 @@
 
 mod conn;
 mod errors;
+mod kind;
 mod reply;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,13 +23,6 @@ use crate::template::{Expr, Template};
 use crate::units::{Dur, Size};
 
 pub use errors::classify;
-
-/// Query keywords a redis step answers.
-pub const QUERIES: &[&str] = &["duration", "phase", "reply"];
-
-/// Outputs of a redis step, besides its captures: `replies` (one per command, in order),
-/// `key` and `ttl` (seconds left, from PTTL) of the round-trip.
-pub const OUTPUTS: &[&str] = &["replies", "key", "ttl"];
 
 /// Default size of the random round-trip value.
 pub const DEFAULT_VALUE_SIZE: u64 = 32;

@@ -70,17 +70,22 @@ impl S3 {
 }
 
 /// The environment's default AWS configuration (env vars, web identity / IRSA, profile,
-/// container and instance credentials), loaded once per process: its providers cache
-/// credentials and refresh them before they expire.
-async fn default_config() -> &'static aws_config::SdkConfig {
-    static CONFIG: OnceCell<aws_config::SdkConfig> = OnceCell::const_new();
-    CONFIG
-        .get_or_init(|| async { aws_config::defaults(BehaviorVersion::latest()).load().await })
-        .await
+/// container and instance credentials), loaded once per process and kept in the steps'
+/// shared state: its providers cache credentials and refresh them before they expire.
+#[derive(Default)]
+pub struct DefaultConfig(OnceCell<aws_config::SdkConfig>);
+
+impl DefaultConfig {
+    async fn get(&self) -> &aws_config::SdkConfig {
+        self.0
+            .get_or_init(|| async { aws_config::defaults(BehaviorVersion::latest()).load().await })
+            .await
+    }
 }
 
 /// Builds the client for one attempt.
 pub async fn build(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<S3, StepError> {
+    let default_config = ctx.shared.get::<DefaultConfig>();
     let r = ctx.resolver;
     let bucket = render_config(spec.bucket.as_deref().unwrap_or_default(), r)?;
     let endpoint = spec
@@ -116,12 +121,12 @@ pub async fn build(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<S3, StepError
         Some(c) => aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
             .credentials_provider(c.clone()),
-        None => aws_sdk_s3::config::Builder::from(default_config().await),
+        None => aws_sdk_s3::config::Builder::from(default_config.get().await),
     };
     let region = match &spec.region {
         Some(reg) => Some(render_config(reg, r)?),
         None if static_creds.is_some() => std::env::var("AWS_REGION").ok(),
-        None => default_config().await.region().map(|r| r.to_string()),
+        None => default_config.get().await.region().map(|r| r.to_string()),
     }
     .unwrap_or_else(|| DEFAULT_REGION.to_string());
     b = b.region(Region::new(region.clone()));

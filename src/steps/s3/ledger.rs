@@ -4,7 +4,7 @@
 //! deletes the object.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 /// The fingerprint of an uploaded object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,32 +13,34 @@ pub struct Put {
     pub size: u64,
 }
 
-fn book() -> &'static Mutex<HashMap<String, Put>> {
-    static BOOK: OnceLock<Mutex<HashMap<String, Put>>> = OnceLock::new();
-    BOOK.get_or_init(Default::default)
-}
+/// The fingerprints of what runs put, until their clean-up forgets them; one per process, in
+/// the steps' [`Shared`](crate::steps::Shared) state.
+#[derive(Default)]
+pub struct Ledger(Mutex<HashMap<String, Put>>);
 
 fn id(run: &str, endpoint: &str, bucket: &str, key: &str) -> String {
     format!("{run}\n{endpoint}\n{bucket}\n{key}")
 }
 
-pub fn record(run: &str, endpoint: &str, bucket: &str, key: &str, put: Put) {
-    if let Ok(mut b) = book().lock() {
-        b.insert(id(run, endpoint, bucket, key), put);
+impl Ledger {
+    pub fn record(&self, run: &str, endpoint: &str, bucket: &str, key: &str, put: Put) {
+        if let Ok(mut b) = self.0.lock() {
+            b.insert(id(run, endpoint, bucket, key), put);
+        }
     }
-}
 
-pub fn lookup(run: &str, endpoint: &str, bucket: &str, key: &str) -> Option<Put> {
-    book()
-        .lock()
-        .ok()?
-        .get(&id(run, endpoint, bucket, key))
-        .cloned()
-}
+    pub fn lookup(&self, run: &str, endpoint: &str, bucket: &str, key: &str) -> Option<Put> {
+        self.0
+            .lock()
+            .ok()?
+            .get(&id(run, endpoint, bucket, key))
+            .cloned()
+    }
 
-pub fn forget(run: &str, endpoint: &str, bucket: &str, key: &str) {
-    if let Ok(mut b) = book().lock() {
-        b.remove(&id(run, endpoint, bucket, key));
+    pub fn forget(&self, run: &str, endpoint: &str, bucket: &str, key: &str) {
+        if let Ok(mut b) = self.0.lock() {
+            b.remove(&id(run, endpoint, bucket, key));
+        }
     }
 }
 
@@ -52,10 +54,11 @@ mod tests {
             sha256: "ab".into(),
             size: 2,
         };
-        record("r1", "e", "b", "k", p.clone());
-        assert_eq!(lookup("r1", "e", "b", "k"), Some(p));
-        assert_eq!(lookup("r2", "e", "b", "k"), None);
-        forget("r1", "e", "b", "k");
-        assert_eq!(lookup("r1", "e", "b", "k"), None);
+        let ledger = Ledger::default();
+        ledger.record("r1", "e", "b", "k", p.clone());
+        assert_eq!(ledger.lookup("r1", "e", "b", "k"), Some(p));
+        assert_eq!(ledger.lookup("r2", "e", "b", "k"), None);
+        ledger.forget("r1", "e", "b", "k");
+        assert_eq!(ledger.lookup("r1", "e", "b", "k"), None);
     }
 }

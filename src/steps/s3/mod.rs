@@ -5,6 +5,7 @@
 
 mod client;
 mod errors;
+mod kind;
 mod ledger;
 mod ops;
 mod payload;
@@ -22,40 +23,6 @@ use crate::outcome::Reason;
 use crate::units::{Dur, Size};
 
 use payload::parse_checksum;
-
-/// Query keywords an s3 step answers.
-pub const QUERIES: &[&str] = &[
-    "status",
-    "size",
-    "etag",
-    "checksum",
-    "age",
-    "count",
-    "newest.age",
-    "newest.size",
-    "newest.key",
-    "duration",
-    "phase",
-    "body",
-    "jsonpath",
-    "regex",
-];
-
-/// Outputs of an s3 step, besides its captures. `newest` is an object: `newest.key`,
-/// `newest.size`, `newest.age`.
-pub const OUTPUTS: &[&str] = &[
-    "status",
-    "key",
-    "size",
-    "etag",
-    "checksum",
-    "age",
-    "content_type",
-    "count",
-    "newest",
-    "parts",
-    "swept",
-];
 
 /// Objects above this size are uploaded in parts (default).
 pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 8 << 20;

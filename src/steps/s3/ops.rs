@@ -14,8 +14,9 @@ use serde_json::json;
 
 use super::client::S3;
 use super::errors::{sdk_error, transport_reason};
+use super::ledger::{Ledger, Put};
 use super::payload::{parse_checksum, Digester, Payload};
-use super::{default_key, ledger, run_id, GetOp, KeyOp, ListOp, PutOp, Sweep};
+use super::{default_key, run_id, GetOp, KeyOp, ListOp, PutOp, Sweep};
 use crate::observation::Observation;
 use crate::outcome::Reason;
 use crate::steps::http::error_chain;
@@ -64,9 +65,10 @@ fn object_meta(
 fn delete_later(s3: &S3, ctx: &StepContext<'_>, run: &str, key: &str) {
     let (client, bucket, endpoint) = (s3.client.clone(), s3.bucket.clone(), s3.endpoint.clone());
     let (run, key) = (run.to_string(), key.to_string());
+    let ledger = ctx.shared.get::<Ledger>();
     ctx.cleanups
         .register(format!("s3 delete {}", s3.at(&key)), move || async move {
-            ledger::forget(&run, &endpoint, &bucket, &key);
+            ledger.forget(&run, &endpoint, &bucket, &key);
             match client
                 .delete_object()
                 .bucket(&bucket)
@@ -98,12 +100,13 @@ pub fn payload_of(
 }
 
 /// Records what this run put at `key`, so a later get of it is verified.
-pub fn remember_put(s3: &S3, run: &str, key: &str, sha256: &str, size: u64) {
-    let put = ledger::Put {
+pub fn remember_put(s3: &S3, ctx: &StepContext<'_>, run: &str, key: &str, sha256: &str, size: u64) {
+    let put = Put {
         sha256: sha256.to_string(),
         size,
     };
-    ledger::record(run, &s3.endpoint, &s3.bucket, key, put);
+    let ledger = ctx.shared.get::<Ledger>();
+    ledger.record(run, &s3.endpoint, &s3.bucket, key, put);
 }
 
 /// Uploads an object and records its SHA-256 for later gets of this run.
@@ -164,7 +167,7 @@ pub async fn put(
         .await?
     };
     let sha256 = payload.finish();
-    remember_put(s3, &run, &key, &sha256, size);
+    remember_put(s3, ctx, &run, &key, &sha256, size);
     obs.outputs.insert("key".into(), key.into());
     obs.outputs.insert("size".into(), size.into());
     obs.outputs.insert("checksum".into(), sha256.into());
@@ -300,7 +303,9 @@ pub fn expected_checksum(
         return Ok(Some((hex, "the expected checksum".to_string())));
     }
     let run = run_id(ctx)?;
-    Ok(ledger::lookup(&run, &s3.endpoint, &s3.bucket, key)
+    let ledger = ctx.shared.get::<Ledger>();
+    Ok(ledger
+        .lookup(&run, &s3.endpoint, &s3.bucket, key)
         .map(|p| (p.sha256, format!("what this run put ({} bytes)", p.size))))
 }
 

@@ -12,9 +12,10 @@ use serde_json::json;
 
 use super::client::S3;
 use super::errors::{reason_for, sdk_error, xml_code};
+use super::ledger::Ledger;
 use super::ops::{expected_checksum, payload_of, remember_put, verify};
 use super::payload::Digester;
-use super::{default_key, ledger, run_id, PresignOp};
+use super::{default_key, run_id, PresignOp};
 use crate::observation::Observation;
 use crate::outcome::Reason;
 use crate::secrets::Redactor;
@@ -195,7 +196,7 @@ pub async fn run(
             obs.outputs
                 .insert("etag".into(), e.trim_matches('"').into());
         }
-        remember_put(s3, &run, &key, &sha256, size);
+        remember_put(s3, ctx, &run, &key, &sha256, size);
         obs.outputs.insert("size".into(), size.into());
         obs.outputs.insert("checksum".into(), sha256.into());
     } else {
@@ -264,10 +265,11 @@ fn delete_later(
     );
     let (run, key) = (run.to_string(), key.to_string());
     let redactor = ctx.redactor.clone();
+    let ledger = ctx.shared.get::<Ledger>();
     ctx.cleanups.register(
         format!("s3 delete {} (presigned)", s3.at(&key)),
         move || async move {
-            ledger::forget(&run, &endpoint, &bucket, &key);
+            ledger.forget(&run, &endpoint, &bucket, &key);
             let req = client
                 .delete_object()
                 .bucket(&bucket)

@@ -2,6 +2,10 @@
 //! `/metrics`, `/healthz`, `/readyz` and `/status`, reloads on SIGHUP or when a scenario file
 //! changes (a Kubernetes ConfigMap's symlink swap included), and drains on SIGTERM/SIGINT.
 
+pub mod http;
+pub mod metrics;
+pub mod schedule;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,13 +17,13 @@ use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
 
+use self::metrics::Metrics;
 use crate::cli::exit;
-use crate::metrics::{self, Metrics};
-use crate::runner::RunControl;
+use crate::run::RunControl;
 use crate::scenario::load::expand_paths as expand;
 use crate::scenario::{load_paths, LoadOptions, LoadedScenario};
-use crate::schedule::{Event, EventFn, Scheduler, Shard};
-use crate::server::{App, ReloadState};
+use crate::serve::http::{App, ReloadState};
+use crate::serve::schedule::{Event, EventFn, Scheduler, Shard};
 
 /// Default port of the endpoints (`--listen`).
 pub const DEFAULT_PORT: u16 = 9478;
@@ -68,7 +72,7 @@ pub struct ServeArgs {
     pub vars: Vec<(String, String)>,
     /// Time a client of the endpoints has to send a request's headers; a connection that sends
     /// nothing, half a request, or idles between requests this long is closed.
-    #[arg(long, env = "FLOWPROBE_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = crate::server::parse_header_read_timeout)]
+    #[arg(long, env = "FLOWPROBE_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = crate::serve::http::parse_header_read_timeout)]
     pub header_read_timeout: Duration,
     /// Most open connections to the endpoints; more are closed at once (counted in
     /// flowprobe_http_connections_refused_total).
@@ -115,14 +119,13 @@ impl Source {
         };
         let all = load_paths(&self.paths, &opts)
             .map_err(|diags| diags.iter().map(|d| d.to_string()).collect::<Vec<_>>())?;
-        let mut set: Vec<LoadedScenario> = match self.shard {
+        let set: Vec<LoadedScenario> = match self.shard {
             Some(shard) => all
                 .into_iter()
                 .filter(|s| shard.contains(s.name()))
                 .collect(),
             None => all,
         };
-        set.iter_mut().for_each(compact);
         metrics::check_label_collisions(&set, &self.labels)
             .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
         Ok(set)
@@ -143,17 +146,6 @@ impl Source {
         };
         files.into_iter().map(|p| cache.stamp(p)).collect()
     }
-}
-
-/// Drops what a scheduled scenario no longer needs: the step specs and defaults as written
-/// (compiled into `steps` and `finally`), the vars as written (kept, with `--var`s applied, in
-/// `vars`) and the description. With many scenarios this is a third of the daemon's memory.
-pub fn compact(sc: &mut LoadedScenario) {
-    sc.scenario.steps = Vec::new();
-    sc.scenario.finally = Vec::new();
-    sc.scenario.vars = Default::default();
-    sc.scenario.defaults = None;
-    sc.scenario.description = None;
 }
 
 /// The scenario files' paths and content hashes as one text: what a reload compares, and
@@ -392,7 +384,7 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
     };
     let scheduler = Scheduler::new(
         args.max_concurrency as usize,
-        crate::schedule::runner(control.clone()),
+        crate::serve::schedule::runner(control.clone()),
         on_event(app.clone()),
     );
     let daemon = Arc::new(Daemon {
@@ -402,7 +394,7 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
     });
     let count = initial.len();
     // Read before the first run, so that no run's duration includes it.
-    let _ = tokio::task::spawn_blocking(crate::runner::warm_up).await;
+    let _ = tokio::task::spawn_blocking(crate::run::warm_up).await;
     daemon.apply(initial);
     app.metrics.set_config(&config_hash(&files_key(&stamps)));
     app.set_ready(true);
@@ -418,11 +410,11 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
     }
 
     let (stop_tx, server_stop) = tokio::sync::watch::channel(false);
-    let limits = crate::server::ServerLimits {
+    let limits = crate::serve::http::ServerLimits {
         header_read_timeout: args.header_read_timeout,
         max_connections: args.max_connections as usize,
     };
-    let server = tokio::spawn(crate::server::serve_http(
+    let server = tokio::spawn(crate::serve::http::serve_http(
         listener,
         app,
         limits,

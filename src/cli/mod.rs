@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outcome::ScenarioOutcome;
 use crate::report;
-use crate::runner::RunControl;
+use crate::run::RunControl;
 use crate::scenario::{load_paths, Diagnostic, LoadOptions, LoadedScenario};
 
 /// Exit codes of `flowprobe run` (and the other commands).
@@ -275,14 +275,14 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
     let color = color.enabled(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let total = scenarios.len() as u32 * args.iterations;
     let mut progress = Progress::new(total, args.iterations > 1);
-    let declared = crate::thresholds::declared(&scenarios);
+    let declared = crate::run::thresholds::declared(&scenarios);
     let started = std::time::Instant::now();
     let control = RunControl {
         cleanup_grace: args.cleanup_grace,
         ..RunControl::default()
     };
     let signals = tokio::spawn(cancel_on_signal(control.cancel.clone()));
-    let _ = tokio::task::spawn_blocking(crate::runner::warm_up).await;
+    let _ = tokio::task::spawn_blocking(crate::run::warm_up).await;
     let outcomes = run_all(
         scenarios,
         args.jobs as usize,
@@ -306,9 +306,12 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
         "{}",
         report::terminal::render_summary(&outcomes, started.elapsed(), color)
     );
-    let verdicts = crate::thresholds::evaluate(&declared, &outcomes);
+    let verdicts = crate::run::thresholds::evaluate(&declared, &outcomes);
     if !verdicts.is_empty() {
-        print!("{}", crate::thresholds::render_terminal(&verdicts, color));
+        print!(
+            "{}",
+            crate::run::thresholds::render_terminal(&verdicts, color)
+        );
     }
     for (format, path) in &args.reports {
         let text = match format {
@@ -438,7 +441,7 @@ pub async fn run_all(
                 }
                 let redactor = crate::secrets::Redactor::new();
                 let outcome =
-                    crate::runner::run_scenario_with(&sc, iteration, &redactor, &control).await;
+                    crate::run::run_scenario_with(&sc, iteration, &redactor, &control).await;
                 if fail_fast && !outcome.success {
                     stop.store(true, Ordering::SeqCst);
                 }
@@ -463,7 +466,7 @@ pub async fn run_all(
             "the run's task was cancelled"
         };
         let done = all.iter().filter(|(i, _)| *i == index).count() as u32;
-        let outcome = crate::runner::internal_failure(&scenarios[index], done + 1, why);
+        let outcome = crate::run::internal_failure(&scenarios[index], done + 1, why);
         on_done(&outcome);
         all.push((index, outcome));
     }

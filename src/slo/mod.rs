@@ -18,7 +18,7 @@ use crate::scenario::{load_paths, LoadOptions, LoadedScenario};
 use rules::{Group, RuleFile, ScenarioSlo};
 
 /// Run interval assumed for a scenario without `schedule:`: serve's own default.
-pub const DEFAULT_INTERVAL: Duration = crate::schedule::DEFAULT_INTERVAL;
+pub const DEFAULT_INTERVAL: Duration = crate::serve::schedule::DEFAULT_INTERVAL;
 
 /// Arguments of `flowprobe slo`.
 #[derive(Debug, Args)]
@@ -85,7 +85,7 @@ pub fn generate(
             locations.push(rules::quorum_alert(&s, q, &mut warnings));
         }
         if let Some(slo) = s.slo {
-            if sc.scenario.schedule.is_none() {
+            if sc.schedule.is_none() {
                 warnings.push(format!(
                     "{}: no schedule.interval; assuming one run every {}",
                     s.name,
@@ -122,17 +122,17 @@ pub fn generate(
 }
 
 fn scenario_slo(sc: &LoadedScenario) -> ScenarioSlo<'_> {
-    let schedule = sc.scenario.schedule.as_ref();
+    let schedule = sc.schedule.as_ref();
     ScenarioSlo {
         name: sc.name(),
-        labels: &sc.scenario.labels,
+        labels: &sc.labels,
         interval: schedule.map(|s| s.interval.0).unwrap_or(DEFAULT_INTERVAL),
         jitter: schedule
             .and_then(|s| s.jitter)
             .map(|d| d.0)
             .unwrap_or_default(),
         timeout: sc.timeout,
-        slo: sc.scenario.slo.as_ref(),
+        slo: sc.slo.as_ref(),
     }
 }
 

@@ -91,7 +91,7 @@ impl Timing {
     /// The scenario's `schedule:`, else [`DEFAULT_INTERVAL`] without jitter. A zero interval
     /// is raised to 1 ms so the loop cannot spin.
     pub fn of(sc: &LoadedScenario) -> Timing {
-        let (interval, jitter) = match &sc.scenario.schedule {
+        let (interval, jitter) = match &sc.schedule {
             Some(s) => (
                 s.interval.0,
                 s.jitter.as_ref().map(|j| j.0).unwrap_or_default(),
@@ -129,12 +129,12 @@ pub type RunFn =
 pub type EventFn = Arc<dyn Fn(Event<'_>) + Send + Sync>;
 
 /// The production [`RunFn`]: the scenario runner, stoppable through `control`.
-pub fn runner(control: crate::runner::RunControl) -> RunFn {
+pub fn runner(control: crate::run::RunControl) -> RunFn {
     Arc::new(move |sc: Arc<LoadedScenario>| {
         let control = control.clone();
         Box::pin(async move {
             let redactor = crate::secrets::Redactor::new();
-            crate::runner::run_scenario_with(&sc, 1, &redactor, &control).await
+            crate::run::run_scenario_with(&sc, 1, &redactor, &control).await
         })
     })
 }

@@ -68,11 +68,7 @@ pub const SLOT: Duration = Duration::from_secs(60);
 const SLOT_SAMPLES: usize = 1024;
 /// Most `--label`s.
 pub const MAX_CONST_LABELS: usize = 8;
-/// Label names flowprobe sets itself, which no constant or static label may take.
-pub const RESERVED_LABELS: &[&str] = &[
-    "scenario", "step", "kind", "reason", "outcome", "phase", "quantile", "le", "version",
-    "revision", "result", "job", "instance", "hash", "file", "interval",
-];
+pub use crate::labels::RESERVED_LABELS;
 /// Rough size of one chunk of the exposition.
 const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -124,13 +120,6 @@ pub fn parse_buckets(s: &str) -> Result<Vec<f64>, MetricsError> {
     Ok(out)
 }
 
-fn is_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !s.starts_with("__")
-}
-
 /// Checks `--label` pairs: valid, not reserved, unique, few.
 pub fn check_const_labels(labels: &[(String, String)]) -> Result<(), MetricsError> {
     if labels.len() > MAX_CONST_LABELS {
@@ -138,7 +127,7 @@ pub fn check_const_labels(labels: &[(String, String)]) -> Result<(), MetricsErro
     }
     let mut seen = std::collections::HashSet::new();
     for (k, _) in labels {
-        if !is_label_name(k) {
+        if !crate::labels::is_label_name(k) {
             return Err(MetricsError::LabelName(k.clone()));
         }
         if RESERVED_LABELS.contains(&k.as_str()) {
@@ -159,8 +148,7 @@ pub fn check_label_collisions(
     let errors: Vec<MetricsError> = scenarios
         .iter()
         .flat_map(|sc| {
-            sc.scenario
-                .labels
+            sc.labels
                 .keys()
                 .filter(|k| const_labels.iter().any(|(c, _)| c == *k))
                 .map(|k| MetricsError::Collision {
@@ -516,7 +504,7 @@ impl Metrics {
     /// Buckets of a scenario: the configured ones plus its SLO latency threshold.
     pub fn buckets_for(&self, sc: &LoadedScenario) -> Vec<f64> {
         let mut b = self.buckets.clone();
-        if let Some(l) = sc.scenario.slo.as_ref().and_then(|s| s.latency.as_ref()) {
+        if let Some(l) = sc.slo.as_ref().and_then(|s| s.latency.as_ref()) {
             let t = l.threshold.0.as_secs_f64();
             if !b.contains(&t) {
                 b.push(t);
@@ -528,7 +516,7 @@ impl Metrics {
 
     fn labels_for(&self, sc: &LoadedScenario) -> String {
         let mut s = format!("scenario=\"{}\"", escape(sc.name()));
-        let statics = sc.scenario.labels.iter();
+        let statics = sc.labels.iter();
         for (k, v) in statics.chain(self.const_labels.iter().map(|(k, v)| (k, v))) {
             let _ = write!(s, ",{k}=\"{}\"", escape(v));
         }
@@ -604,7 +592,7 @@ impl Metrics {
             s.info = format!(
                 "file=\"{}\",interval=\"{}\"",
                 escape(&sc.file.display().to_string()),
-                humantime::format_duration(crate::schedule::Timing::of(sc).interval)
+                humantime::format_duration(crate::serve::schedule::Timing::of(sc).interval)
             );
             let mut old: Vec<(String, StepSeries)> = std::mem::take(&mut s.steps);
             for step in sc.steps.iter().chain(&sc.finally) {

@@ -22,10 +22,10 @@ use axum::Router;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::metrics::Metrics;
 use crate::outcome::{ScenarioOutcome, StepStatus};
 use crate::scenario::LoadedScenario;
-use crate::schedule::{Shard, Timing};
+use crate::serve::metrics::Metrics;
+use crate::serve::schedule::{Shard, Timing};
 
 /// What `/status` knows about one scenario besides its counters.
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ impl App {
                 last: None,
             });
             entry.file = sc.file.display().to_string();
-            entry.labels = sc.scenario.labels.clone();
+            entry.labels = sc.labels.clone();
             entry.interval = timing.interval;
             entry.jitter = timing.jitter;
             entry.timeout = sc.timeout;

@@ -24,33 +24,84 @@ pub enum Query {
     Regex(String, Regex),
     Duration,
     CertificateExpiresIn,
-    /// A claim of the ID token (oidc).
-    Claim(String),
-    /// The reply to the N-th command (redis).
-    Reply(usize),
     /// Duration of a named phase.
     Phase(String),
-    /// Lifetime left of the access token (oidc).
-    TokenExpiresIn,
-    /// A step-specific output: size, etag, checksum, age, count, newest.age, newest.size, ...
-    Output(&'static str),
+    /// A word of one step kind (`claim "sub"`, `reply 0`, `size`), with its argument.
+    Own(&'static OwnQuery, Option<String>),
 }
 
-/// Step-specific outputs that are queried by bare name.
-pub const OUTPUT_QUERIES: &[&str] = &[
-    "size",
-    "etag",
-    "checksum",
-    "age",
-    "count",
-    "newest.age",
-    "newest.size",
-    "newest.key",
-    "url",
-];
+/// A query word a step kind defines, and where it reads the kind's outputs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OwnQuery {
+    /// The word, e.g. `claim`, `reply`, `newest.age`.
+    pub word: &'static str,
+    pub arg: QueryArg,
+    /// The output path it reads; [`ARG`] stands for the argument.
+    pub reads: &'static [&'static str],
+    /// The output is a number of seconds, compared with duration literals.
+    pub seconds: bool,
+}
 
-/// Outputs that hold a duration in seconds (so they compare with duration literals).
-const DURATION_OUTPUTS: &[&str] = &["age", "newest.age"];
+/// In [`OwnQuery::reads`], the place of the query's argument.
+pub const ARG: &str = "\u{0}arg";
+
+/// What follows a kind's query word.
+#[derive(Debug, PartialEq, Eq)]
+pub enum QueryArg {
+    None,
+    /// A quoted string, e.g. `claim "sub"`; the text names it in messages (`claim name`).
+    Quoted(&'static str),
+    /// An index from 0 to `max`, e.g. `reply 1`.
+    Index {
+        max: usize,
+    },
+    /// A fixed word, e.g. `expires_in` in `token expires_in`.
+    Word(&'static str),
+}
+
+impl OwnQuery {
+    /// A word without an argument reading the output of the same name (`size`, `newest.age`).
+    pub const fn output(word: &'static str, reads: &'static [&'static str]) -> OwnQuery {
+        OwnQuery {
+            word,
+            arg: QueryArg::None,
+            reads,
+            seconds: false,
+        }
+    }
+
+    /// The same, for an output that holds seconds.
+    pub const fn seconds(word: &'static str, reads: &'static [&'static str]) -> OwnQuery {
+        OwnQuery {
+            word,
+            arg: QueryArg::None,
+            reads,
+            seconds: true,
+        }
+    }
+
+    fn path(&self, arg: Option<&str>) -> Vec<String> {
+        self.reads
+            .iter()
+            .map(|seg| match (*seg == ARG, arg) {
+                (true, Some(a)) => a.to_string(),
+                _ => seg.to_string(),
+            })
+            .collect()
+    }
+}
+
+/// Query words every kind may answer (each kind lists which it does).
+const SHARED_WORDS: &[&str] = &[
+    "status",
+    "header",
+    "body",
+    "jsonpath",
+    "regex",
+    "duration",
+    "certificate",
+    "phase",
+];
 
 impl Query {
     /// The query's keyword, as step kinds list what they support.
@@ -63,22 +114,16 @@ impl Query {
             Query::Regex(..) => "regex",
             Query::Duration => "duration",
             Query::CertificateExpiresIn => "certificate",
-            Query::Claim(_) => "claim",
-            Query::Reply(_) => "reply",
             Query::Phase(_) => "phase",
-            Query::TokenExpiresIn => "token",
-            Query::Output(name) => name,
+            Query::Own(q, _) => q.word,
         }
     }
 
     /// True when the query yields a duration.
     pub fn is_duration(&self) -> bool {
         match self {
-            Query::Duration
-            | Query::CertificateExpiresIn
-            | Query::Phase(_)
-            | Query::TokenExpiresIn => true,
-            Query::Output(n) => DURATION_OUTPUTS.contains(n),
+            Query::Duration | Query::CertificateExpiresIn | Query::Phase(_) => true,
+            Query::Own(q, _) => q.seconds,
             _ => false,
         }
     }
@@ -91,10 +136,12 @@ impl fmt::Display for Query {
             Query::JsonPath(p, _) => write!(f, "jsonpath {p:?}"),
             Query::Regex(r, _) => write!(f, "regex {r:?}"),
             Query::CertificateExpiresIn => f.write_str("certificate expires_in"),
-            Query::Claim(c) => write!(f, "claim {c:?}"),
-            Query::Reply(n) => write!(f, "reply {n}"),
             Query::Phase(p) => write!(f, "phase {p:?}"),
-            Query::TokenExpiresIn => f.write_str("token expires_in"),
+            Query::Own(q, arg) => match (&q.arg, arg) {
+                (QueryArg::Quoted(_), Some(a)) => write!(f, "{} {a:?}", q.word),
+                (_, Some(a)) => write!(f, "{} {a}", q.word),
+                (_, None) => f.write_str(q.word),
+            },
             other => f.write_str(other.keyword()),
         }
     }
@@ -304,29 +351,6 @@ fn tokenize(src: &str) -> Result<Vec<(Tok, usize)>, ParseError> {
     Ok(out)
 }
 
-const QUERY_WORDS: &[&str] = &[
-    "status",
-    "header",
-    "body",
-    "jsonpath",
-    "regex",
-    "duration",
-    "certificate",
-    "claim",
-    "reply",
-    "phase",
-    "token",
-    "size",
-    "etag",
-    "checksum",
-    "age",
-    "count",
-    "newest.age",
-    "newest.size",
-    "newest.key",
-    "url",
-];
-
 const PREDICATE_WORDS: &[&str] = &[
     "contains",
     "startsWith",
@@ -355,6 +379,15 @@ impl Cursor<'_> {
     fn offset(&self) -> usize {
         self.toks.get(self.pos).map(|t| t.1).unwrap_or(self.end)
     }
+    /// Expects `word` after the query word `after` (`expires_in` after `certificate`).
+    fn fixed_word(&mut self, after: &str, word: &str) -> Result<(), ParseError> {
+        let at = self.offset();
+        match self.next() {
+            Some((Tok::Word(w), _)) if w == word => Ok(()),
+            _ => Err(perr(at, format!("expected `{word}` after `{after}`"))),
+        }
+    }
+
     fn string_arg(&mut self, what: &str) -> Result<(String, usize), ParseError> {
         let at = self.offset();
         match self.next() {
@@ -383,7 +416,6 @@ fn parse_query(c: &mut Cursor) -> Result<Query, ParseError> {
         "body" => Query::Body,
         "duration" => Query::Duration,
         "header" => Query::Header(c.string_arg("header name")?.0),
-        "claim" => Query::Claim(c.string_arg("claim name")?.0),
         "phase" => Query::Phase(c.string_arg("phase name")?.0),
         "jsonpath" => {
             let (p, o) = c.string_arg("JSONPath")?;
@@ -396,60 +428,69 @@ fn parse_query(c: &mut Cursor) -> Result<Query, ParseError> {
             let re = Regex::new(&p).map_err(|e| perr(o, format!("invalid regex {p:?}: {e}")))?;
             Query::Regex(p, re)
         }
-        "certificate" | "token" => {
-            let at2 = c.offset();
-            match c.next() {
-                Some((Tok::Word(w), _)) if w == "expires_in" => {}
-                _ => return Err(perr(at2, format!("expected `expires_in` after `{word}`"))),
-            }
-            if word == "token" {
-                Query::TokenExpiresIn
-            } else {
-                Query::CertificateExpiresIn
-            }
+        "certificate" => {
+            c.fixed_word("certificate", "expires_in")?;
+            Query::CertificateExpiresIn
         }
-        "reply" => {
-            let at2 = c.offset();
-            match c.next() {
-                Some((Tok::Word(w), _)) => match w.parse::<usize>() {
-                    Ok(n) if n <= MAX_REPLY_INDEX => Query::Reply(n),
-                    Ok(_) => {
-                        return Err(perr(
-                            at2,
-                            format!("reply index `{w}` is out of range{HINT_MARK}a reply index is between 0 and {MAX_REPLY_INDEX}"),
-                        ))
-                    }
-                    Err(_) => {
-                        return Err(perr(
-                            at2,
-                            "expected a command index after `reply`, e.g. reply 1",
-                        ))
-                    }
-                },
-                _ => {
-                    return Err(perr(
-                        at2,
-                        "expected a command index after `reply`, e.g. reply 1",
-                    ))
+        other => {
+            let own = crate::steps::registry::own_queries();
+            match own.iter().find(|q| q.word == other) {
+                Some(q) => Query::Own(q, own_arg(c, q)?),
+                None => {
+                    let words = SHARED_WORDS
+                        .iter()
+                        .copied()
+                        .chain(own.iter().map(|q| q.word));
+                    let hint = crate::suggest::closest(other, words)
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    return Err(perr(at, format!("unknown query `{other}`{hint}")));
                 }
             }
         }
-        other => match OUTPUT_QUERIES.iter().find(|q| **q == other) {
-            Some(q) => Query::Output(q),
-            None => {
-                let hint = crate::suggest::closest(other, QUERY_WORDS.iter().copied())
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                return Err(perr(at, format!("unknown query `{other}`{hint}")));
-            }
-        },
     })
+}
+
+/// The argument after a kind's own query word.
+fn own_arg(c: &mut Cursor, q: &OwnQuery) -> Result<Option<String>, ParseError> {
+    match q.arg {
+        QueryArg::None => Ok(None),
+        QueryArg::Quoted(what) => Ok(Some(c.string_arg(what)?.0)),
+        QueryArg::Word(w) => {
+            c.fixed_word(q.word, w)?;
+            Ok(None)
+        }
+        QueryArg::Index { max } => {
+            let at = c.offset();
+            let expected = || {
+                perr(
+                    at,
+                    format!(
+                        "expected a command index after `{}`, e.g. {} 1",
+                        q.word, q.word
+                    ),
+                )
+            };
+            let Some((Tok::Word(w), _)) = c.next() else {
+                return Err(expected());
+            };
+            match w.parse::<usize>() {
+                Ok(n) if n <= max => Ok(Some(n.to_string())),
+                Ok(_) => Err(perr(
+                    at,
+                    format!(
+                        "{} index `{w}` is out of range{HINT_MARK}a {} index is between 0 and {max}",
+                        q.word, q.word
+                    ),
+                )),
+                Err(_) => Err(expected()),
+            }
+        }
+    }
 }
 
 /// Largest magnitude of a number literal (beyond it, f64 loses whole numbers anyway).
 pub const MAX_NUMBER: f64 = 1e15;
-/// Highest command index `reply N` may name.
-pub const MAX_REPLY_INDEX: usize = 999;
 
 /// `n` as read from `written`, when it is within ±[`MAX_NUMBER`].
 fn finite(n: f64, written: &str, offset: usize) -> Result<f64, ParseError> {
@@ -738,29 +779,15 @@ pub fn eval_query<'a>(q: &Query, obs: &'a Observation) -> Result<Value<'a>, Stri
             ),
             None => return Err("no TLS certificate: the request did not use TLS".to_string()),
         },
-        Query::Claim(c) => obs
-            .output(&["claims".to_string(), c.clone()])
-            .map(Value::borrowed)
-            .unwrap_or(Value::Missing),
-        Query::Reply(n) => obs
-            .output(&["replies".to_string(), n.to_string()])
-            .map(Value::borrowed)
-            .unwrap_or(Value::Missing),
         Query::Phase(p) => obs.phase(p).map(Value::Dur).unwrap_or(Value::Missing),
-        Query::TokenExpiresIn => match obs.output(&["expires_in".to_string()]) {
-            Some(Json::Number(n)) => Value::Dur(saturating_secs(n.as_f64().unwrap_or(0.0))),
-            _ => Value::Missing,
-        },
-        Query::Output(name) => {
-            let path: Vec<String> = name.split('.').map(str::to_string).collect();
-            match obs.output(&path) {
-                Some(Json::Number(n)) if DURATION_OUTPUTS.contains(name) => {
-                    Value::Dur(saturating_secs(n.as_f64().unwrap_or(0.0)))
-                }
-                Some(v) => Value::borrowed(v),
-                None => Value::Missing,
+        Query::Own(q, arg) => match obs.output(&q.path(arg.as_deref())) {
+            Some(Json::Number(n)) if q.seconds => {
+                Value::Dur(saturating_secs(n.as_f64().unwrap_or(0.0)))
             }
-        }
+            Some(_) if q.seconds => Value::Missing,
+            Some(v) => Value::borrowed(v),
+            None => Value::Missing,
+        },
     })
 }
 

@@ -1,6 +1,8 @@
 //! Runs one scenario: renders vars and secrets, runs steps with timeouts and retries, keeps
 //! captures for later steps, always runs `finally`, and returns one [`ScenarioOutcome`].
 
+pub mod thresholds;
+
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
@@ -17,7 +19,7 @@ use crate::observation::Observation;
 use crate::outcome::{AssertionOutcome, Phase, Reason, ScenarioOutcome, StepOutcome, StepStatus};
 use crate::scenario::{CompiledStep, LoadedScenario};
 use crate::secrets::{read_secret, Redactor};
-use crate::steps::{Cleanups, StepContext, StepError};
+use crate::steps::{Cleanups, Shared, StepContext, StepError};
 use crate::template::{render, Expr, RenderError, Resolve};
 
 /// How much of a response body a failure message shows.
@@ -31,11 +33,21 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// Time allowed for each clean-up action.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// State the steps of one run share.
-#[derive(Default)]
+/// State the steps of one run share, and what they keep across runs.
 struct RunShared {
     cookies: Arc<reqwest::cookie::Jar>,
     cleanups: Cleanups,
+    process: Arc<Shared>,
+}
+
+impl RunShared {
+    fn new(process: Arc<Shared>) -> Self {
+        RunShared {
+            cookies: Arc::default(),
+            cleanups: Cleanups::default(),
+            process,
+        }
+    }
 }
 
 /// Values a run's templates can read.
@@ -119,6 +131,8 @@ pub struct RunControl {
     pub cancel: CancellationToken,
     /// Time `finally` steps and clean-up actions get after a cancel, all together.
     pub cleanup_grace: Duration,
+    /// What steps keep between runs (caches); one for every run of the process.
+    pub shared: Arc<Shared>,
 }
 
 /// Default of `--cleanup-grace`.
@@ -129,6 +143,7 @@ impl Default for RunControl {
         RunControl {
             cancel: CancellationToken::new(),
             cleanup_grace: DEFAULT_CLEANUP_GRACE,
+            shared: Arc::default(),
         }
     }
 }
@@ -235,7 +250,7 @@ fn new_outcome(
     started_at: SystemTime,
 ) -> ScenarioOutcome {
     ScenarioOutcome {
-        scenario: sc.scenario.name.clone(),
+        scenario: sc.name.clone(),
         file: sc.file.display().to_string(),
         run_id,
         iteration,
@@ -247,7 +262,7 @@ fn new_outcome(
         message: None,
         cleanup_errors: Vec::new(),
         cancelled: false,
-        labels: sc.scenario.labels.clone(),
+        labels: sc.labels.clone(),
         steps: Vec::new(),
     }
 }
@@ -289,7 +304,7 @@ async fn run_inner(
 
     // A timeout too large to add to the clock (validation bounds it) means no deadline.
     let deadline = start.checked_add(sc.timeout);
-    let shared = RunShared::default();
+    let shared = RunShared::new(control.shared.clone());
     let stop = Stop::new(control);
     let mut failed = false;
     for step in &sc.steps {
@@ -378,7 +393,7 @@ async fn run_inner(
 
 /// Reads secrets and renders vars; the error names what failed, never a value.
 fn prepare(sc: &LoadedScenario, ctx: &mut RunContext, redactor: &Redactor) -> Result<(), String> {
-    for (name, src) in &sc.scenario.secrets {
+    for (name, src) in &sc.secrets {
         let value = read_secret(name, src).map_err(|e| e.to_string())?;
         redactor.add(name, &value);
         ctx.secrets.insert(name.clone(), value);
@@ -479,6 +494,7 @@ async fn attempt(
         timeout: budget,
         cookies: shared.cookies.clone(),
         cleanups: &shared.cleanups,
+        shared: &shared.process,
     };
     let started = Instant::now();
     let execute = async {
