@@ -22,8 +22,13 @@ fn load(yaml: &str) -> LoadedScenario {
     })
 }
 
+/// Runs once with the process-wide state every run of this test binary shares (as `serve` and
+/// `run --iterations` share theirs), so caches such as the JWKS carry over between runs.
 async fn run(sc: &LoadedScenario) -> ScenarioOutcome {
-    flowprobe::run::run_scenario(sc, 1).await
+    static CONTROL: std::sync::OnceLock<flowprobe::run::RunControl> = std::sync::OnceLock::new();
+    let control = CONTROL.get_or_init(flowprobe::run::RunControl::default);
+    let redactor = flowprobe::secrets::Redactor::new();
+    flowprobe::run::run_scenario_with(sc, 1, &redactor, control).await
 }
 
 /// A scenario with the IdP's secrets and one login step (`extra` lines are added to it).

@@ -110,3 +110,49 @@ fn ingress_smoke_passes_against_the_local_stack() {
         "only the first run logged out"
     );
 }
+
+/// What editors do with `flowprobe schema`: a JSON Schema validator (Python's `jsonschema`, from
+/// the test venv) accepts every example scenario and rejects a step with two kinds, a misspelt
+/// kind and an unknown field in a kind's settings.
+#[test]
+fn the_json_schema_accepts_the_examples_and_rejects_what_the_loader_rejects() {
+    let o = flowprobe(&["schema"], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.json");
+    std::fs::write(&schema, &o.stdout).unwrap();
+    let script = r#"
+import glob, json, sys, yaml, jsonschema
+v = jsonschema.Draft202012Validator(json.load(open(sys.argv[1])))
+def errors(doc): return len(list(v.iter_errors(doc)))
+for f in sorted(glob.glob("scenarios/*.yaml")):
+    print("example", f, errors(yaml.safe_load(open(f))))
+step = lambda **kw: {"name": "x", "steps": [dict(name="a", **kw)]}
+print("two-kinds", errors(step(http={"url": "http://x"}, redis={"url": "redis://x"})))
+print("misspelt-kind", errors(step(htp={"url": "http://x"})))
+print("unknown-field", errors(step(http={"url": "http://x", "hedaers": {}})))
+print("capture-forms", errors(step(http={"url": "http://x"}, capture={"a": "status", "b": {"query": "body", "secret": True}})))
+"#;
+    let out = Command::new(root().join(".venv/bin/python"))
+        .current_dir(root())
+        .args(["-c", script])
+        .arg(&schema)
+        .output()
+        .expect("run the venv's python (scripts/setup.sh makes it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let examples: Vec<&str> = text.lines().filter(|l| l.starts_with("example ")).collect();
+    assert!(examples.len() >= 6, "{text}");
+    for line in examples {
+        assert!(line.ends_with(" 0"), "schema rejects an example: {line}");
+    }
+    for case in ["two-kinds", "misspelt-kind", "unknown-field"] {
+        let line = text.lines().find(|l| l.starts_with(case)).unwrap();
+        assert!(!line.ends_with(" 0"), "schema accepts {case}: {text}");
+    }
+    assert!(text.contains("capture-forms 0"), "{text}");
+}

@@ -184,18 +184,10 @@ pub enum CliError {
     Render(#[from] serde_json::Error),
 }
 
-/// Prints diagnostics to stderr, with a count.
+/// Prints load errors to stderr, with a count.
 fn print_diagnostics(diags: &[Diagnostic]) {
-    let mut err = std::io::stderr().lock();
-    for d in diags {
-        let _ = writeln!(err, "{d}\n");
-    }
-    let _ = writeln!(
-        err,
-        "{} error{} found; nothing was run",
-        diags.len(),
-        if diags.len() == 1 { "" } else { "s" }
-    );
+    let text = crate::scenario::diagnostic::render_all(diags, "nothing was run");
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// Runs the parsed command; returns the process exit code.

@@ -189,6 +189,8 @@ impl<'a> Stop<'a> {
 }
 
 /// Runs a scenario once. Never panics on a failing target: every failure is in the outcome.
+/// Nothing is kept for later runs (no JWKS cache, ...): callers that run again keep one
+/// [`RunControl`] and use [`run_scenario_with`].
 pub async fn run_scenario(sc: &LoadedScenario, iteration: u32) -> ScenarioOutcome {
     run_scenario_with(sc, iteration, &Redactor::new(), &RunControl::default()).await
 }

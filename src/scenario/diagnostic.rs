@@ -132,9 +132,36 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Every error, a blank line after each, then the count and what it means:
+/// `2 errors found; nothing was run`. The one way `validate`, `run`, `serve` and `slo` print
+/// load errors.
+pub fn render_all<T: fmt::Display>(errors: &[T], consequence: &str) -> String {
+    let mut out = String::new();
+    for e in errors {
+        out.push_str(&format!("{e}\n\n"));
+    }
+    let plural = if errors.len() == 1 { "" } else { "s" };
+    out.push_str(&format!(
+        "{} error{plural} found; {consequence}\n",
+        errors.len()
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_errors_are_rendered_with_their_count() {
+        let one = render_all(&["a: error: x"], "nothing was run");
+        assert_eq!(one, "a: error: x\n\n1 error found; nothing was run\n");
+        let two = render_all(&["x", "y"], "no rules generated");
+        assert!(
+            two.ends_with("2 errors found; no rules generated\n"),
+            "{two}"
+        );
+    }
 
     #[test]
     fn source_lines_match_str_lines() {

@@ -198,8 +198,7 @@ pub struct Step {
 }
 
 /// A capture: a query string, or `{query, secret}` to redact the captured value.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Capture {
     pub query: String,
     #[serde(default)]
@@ -236,6 +235,26 @@ impl<'de> Deserialize<'de> for Capture {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Capture {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Capture".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A query (`jsonpath \"$.id\"`), or `{query, secret: true}` to redact the value",
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "properties": {"query": {"type": "string"}, "secret": {"type": "boolean"}},
+                    "required": ["query"],
+                    "additionalProperties": false
+                }
+            ]
+        })
     }
 }
 

@@ -339,13 +339,9 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
     let initial = match source.load(true) {
         Ok(set) => set,
         Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}\n");
-            }
-            eprintln!(
-                "{} error{} found; nothing was started",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" }
+            eprint!(
+                "{}",
+                crate::scenario::diagnostic::render_all(&errors, "nothing was started")
             );
             return Ok(exit::INVALID);
         }

@@ -181,11 +181,8 @@ pub async fn command(args: SloArgs) -> Result<i32, CliError> {
     let scenarios = match load_paths(&args.paths, &opts) {
         Ok(list) => list,
         Err(diags) => {
-            let mut err = std::io::stderr().lock();
-            for d in &diags {
-                let _ = writeln!(err, "{d}\n");
-            }
-            let _ = writeln!(err, "{} error(s) found; no rules generated", diags.len());
+            let text = crate::scenario::diagnostic::render_all(&diags, "no rules generated");
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
             return Ok(exit::INVALID);
         }
     };

@@ -121,103 +121,10 @@ fn rules(spec: &OidcSpec, ctx: &StepContext<'_>, logout: bool) -> Result<Vec<Rul
     Ok(out)
 }
 
-/// Runs one attempt.
+/// Runs one attempt: discovery, the grant, token checks, userinfo and logout, then outputs.
 pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observation, StepError> {
-    let flow = spec.flow();
-    let issuer = required(&spec.issuer, "issuer", ctx)?;
-    let client_id = required(&spec.client_id, "client_id", ctx)?;
-    let secret = rend_opt(&spec.client_secret, ctx)?;
-    let resource = rend_opt(&spec.resource, ctx)?;
-    let mut scopes = Vec::new();
-    for s in spec.scopes.iter().flatten() {
-        scopes.push(rend(s, ctx)?);
-    }
-    if matches!(flow, Flow::AuthorizationCode | Flow::Password)
-        && !scopes.iter().any(|s| s == "openid")
-    {
-        scopes.insert(0, "openid".to_string());
-    }
-    if let Some(s) = &secret {
-        register_client_credentials(ctx, &client_id, s);
-    }
-    let http = Recording::new(
-        client::build(spec.tls.as_ref(), ctx, None)?,
-        ctx.redactor.clone(),
-    );
-    let mut obs = Observation::default();
-
-    let started = Instant::now();
-    let provider = discovery::discover(&http.client, &issuer).await?;
-    add_phase(&mut obs, "discovery", started.elapsed());
-
-    let mut oidc = CoreClient::from_provider_metadata(
-        provider.metadata.clone(),
-        ClientId::new(client_id.clone()),
-        secret.clone().map(ClientSecret::new),
-    );
-    if spec.client_auth == Some(ClientAuth::Post) {
-        oidc = oidc.set_auth_type(AuthType::RequestBody);
-    }
-    let max_hops = spec.max_hops.unwrap_or(DEFAULT_MAX_HOPS) as usize;
-    // A fresh jar per attempt: every probe is a real login, not a reused SSO session.
-    let new_browser = || -> Result<Browser, StepError> {
-        let jar = Arc::new(reqwest::cookie::Jar::default());
-        Ok(Browser::new(
-            client::build(spec.tls.as_ref(), ctx, Some(jar))?,
-            max_hops,
-            ctx.redactor.clone(),
-        ))
-    };
-    let mut browser = None;
-
-    let granted: Granted = match flow {
-        Flow::AuthorizationCode => {
-            let redirect = required(&spec.redirect_uri, "redirect_uri", ctx)?;
-            let redirect_uri = parse_url(&redirect, "redirect_uri")?;
-            let redirect_url = openidconnect::RedirectUrl::new(redirect.clone())
-                .map_err(|e| StepError::new(Reason::Config, format!("redirect_uri: {e}")))?;
-            let oidc = oidc.clone().set_redirect_uri(redirect_url);
-            let mut params = Vec::new();
-            for (k, v) in &spec.params {
-                params.push((k.clone(), rend(v, ctx)?));
-            }
-            let plan = login_plan(spec, ctx)?;
-            let page_rules = rules(spec, ctx, false)?;
-            let b = browser.insert(new_browser()?);
-            let req = CodeRequest {
-                redirect_uri,
-                scopes: &scopes,
-                params: &params,
-                resource: resource.as_deref(),
-                login: &plan,
-                rules: &page_rules,
-            };
-            flows::authorization_code(&oidc, &http, b, &provider, req, &mut obs).await?
-        }
-        Flow::Password => {
-            let user = required(&spec.username, "username", ctx)?;
-            let pass = required(&spec.password, "password", ctx)?;
-            flows::password(
-                &oidc,
-                &http,
-                &user,
-                &pass,
-                &scopes,
-                resource.as_deref(),
-                &mut obs,
-            )
-            .await?
-        }
-        Flow::ClientCredentials => {
-            flows::client_credentials(&oidc, &http, &scopes, resource.as_deref(), &mut obs).await?
-        }
-        Flow::Refresh => {
-            let rt = required(&spec.refresh_token, "refresh_token", ctx)?;
-            ctx.redactor.add("refresh_token", &rt);
-            flows::refresh(&oidc, &http, &rt, &scopes, resource.as_deref(), &mut obs).await?
-        }
-    };
-
+    let mut attempt = Attempt::start(spec, ctx).await?;
+    let granted = attempt.grant().await?;
     let response = &granted.response;
     let access = response.access_token().clone();
     let id_token = response.id_token().cloned();
@@ -229,45 +136,222 @@ pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observati
     if let Some(t) = &id_token {
         ctx.redactor.add("id_token", &t.to_string());
     }
+    let (claims, access_claims) = attempt.verify_tokens(&granted).await?;
+    let claims = claims.or_else(|| access_claims.clone());
+    if spec.userinfo == Some(true) {
+        attempt.userinfo(access.secret(), claims.as_ref()).await?;
+    }
+    if spec.logout == Some(true) {
+        attempt
+            .logout(id_token.as_ref().map(|t| t.to_string()))
+            .await?;
+    }
+    let mut obs = attempt.obs;
+    set_outputs(&mut obs, &granted, claims, access_claims);
+    Ok(obs)
+}
 
-    // Validation.
-    let ttl = spec.jwks_cache_ttl.map(|d| d.0).unwrap_or(DEFAULT_JWKS_TTL);
-    let skew = spec.clock_skew.map(|d| d.0).unwrap_or(DEFAULT_CLOCK_SKEW);
-    let cache = ctx.shared.get::<self::discovery::JwksCache>();
-    let mut keys = Keys::new(&http.client, cache, &issuer, &provider, ttl);
-    let algs = provider
-        .metadata
-        .id_token_signing_alg_values_supported()
-        .clone();
-    let audience = rend_opt(&spec.audience, ctx)?.unwrap_or_else(|| client_id.clone());
-    let trusted = vec![client_id.clone()];
-    let mut claims: Option<Json> = None;
-    match &id_token {
-        Some(t) => {
-            let expect = Expect {
-                issuer: provider.metadata.issuer(),
-                audience: &audience,
-                also_trusted: &trusted,
-                client_secret: secret.as_deref(),
-                algs: &algs,
-                clock_skew: skew,
-            };
-            let kid = header_kid(&t.to_string());
-            let set = keys.for_kid(kid.as_deref(), &mut obs).await?;
-            let c = verify_id_token(t, set, &expect, granted.nonce.as_ref(), Some(&access))
-                .map_err(|i| i.into_step_error("ID token"))?;
-            claims = Some(c);
+/// One attempt's settings, rendered, and what it has found so far.
+struct Attempt<'s, 'c> {
+    spec: &'s OidcSpec,
+    ctx: &'s StepContext<'c>,
+    flow: Flow,
+    issuer: String,
+    client_id: String,
+    secret: Option<String>,
+    resource: Option<String>,
+    scopes: Vec<String>,
+    http: Recording,
+    provider: Discovered,
+    client: flows::Client,
+    /// The front channel's session, made when the flow or the logout needs one.
+    browser: Option<Browser>,
+    obs: Observation,
+}
+
+impl<'s, 'c> Attempt<'s, 'c> {
+    /// Renders the settings and runs discovery (phase `discovery`).
+    async fn start(spec: &'s OidcSpec, ctx: &'s StepContext<'c>) -> Result<Self, StepError> {
+        let flow = spec.flow();
+        let issuer = required(&spec.issuer, "issuer", ctx)?;
+        let client_id = required(&spec.client_id, "client_id", ctx)?;
+        let secret = rend_opt(&spec.client_secret, ctx)?;
+        let resource = rend_opt(&spec.resource, ctx)?;
+        let mut scopes = Vec::new();
+        for s in spec.scopes.iter().flatten() {
+            scopes.push(rend(s, ctx)?);
         }
-        None if flow == Flow::AuthorizationCode => {
-            return Err(StepError::new(
-                Reason::TokenInvalid,
-                "ID token check `present` failed: the token response has no id_token (scope openid was requested)",
+        if matches!(flow, Flow::AuthorizationCode | Flow::Password)
+            && !scopes.iter().any(|s| s == "openid")
+        {
+            scopes.insert(0, "openid".to_string());
+        }
+        if let Some(s) = &secret {
+            register_client_credentials(ctx, &client_id, s);
+        }
+        let http = Recording::new(
+            client::build(spec.tls.as_ref(), ctx, None)?,
+            ctx.redactor.clone(),
+        );
+        let mut obs = Observation::default();
+        let started = Instant::now();
+        let provider = discovery::discover(&http.client, &issuer).await?;
+        add_phase(&mut obs, "discovery", started.elapsed());
+        let mut client = CoreClient::from_provider_metadata(
+            provider.metadata.clone(),
+            ClientId::new(client_id.clone()),
+            secret.clone().map(ClientSecret::new),
+        );
+        if spec.client_auth == Some(ClientAuth::Post) {
+            client = client.set_auth_type(AuthType::RequestBody);
+        }
+        Ok(Attempt {
+            spec,
+            ctx,
+            flow,
+            issuer,
+            client_id,
+            secret,
+            resource,
+            scopes,
+            http,
+            provider,
+            client,
+            browser: None,
+            obs,
+        })
+    }
+
+    /// The front channel's session; a fresh cookie jar per attempt, so every probe is a real
+    /// login, not a reused SSO session.
+    fn browser(&mut self) -> Result<&mut Browser, StepError> {
+        if self.browser.is_none() {
+            let jar = Arc::new(reqwest::cookie::Jar::default());
+            let max_hops = self.spec.max_hops.unwrap_or(DEFAULT_MAX_HOPS) as usize;
+            self.browser = Some(Browser::new(
+                client::build(self.spec.tls.as_ref(), self.ctx, Some(jar))?,
+                max_hops,
+                self.ctx.redactor.clone(),
             ));
         }
-        None => {}
+        self.browser
+            .as_mut()
+            .ok_or_else(|| StepError::new(Reason::Internal, "no browser session"))
     }
-    let mut access_claims: Option<Json> = None;
-    if let Some(aud) = rend_opt(&spec.access_token_audience, ctx)? {
+
+    /// Runs the flow's grant.
+    async fn grant(&mut self) -> Result<Granted, StepError> {
+        let (spec, ctx) = (self.spec, self.ctx);
+        let resource = self.resource.clone();
+        let resource = resource.as_deref();
+        match self.flow {
+            Flow::AuthorizationCode => self.authorization_code().await,
+            Flow::Password => {
+                let user = required(&spec.username, "username", ctx)?;
+                let pass = required(&spec.password, "password", ctx)?;
+                let scopes = &self.scopes;
+                let (client, http) = (&self.client, &self.http);
+                flows::password(client, http, &user, &pass, scopes, resource, &mut self.obs).await
+            }
+            Flow::ClientCredentials => {
+                let (client, http, scopes) = (&self.client, &self.http, &self.scopes);
+                flows::client_credentials(client, http, scopes, resource, &mut self.obs).await
+            }
+            Flow::Refresh => {
+                let rt = required(&spec.refresh_token, "refresh_token", ctx)?;
+                ctx.redactor.add("refresh_token", &rt);
+                let (client, http, scopes) = (&self.client, &self.http, &self.scopes);
+                flows::refresh(client, http, &rt, scopes, resource, &mut self.obs).await
+            }
+        }
+    }
+
+    /// Authorization code + PKCE through the IdP's login form.
+    async fn authorization_code(&mut self) -> Result<Granted, StepError> {
+        let (spec, ctx) = (self.spec, self.ctx);
+        let redirect = required(&spec.redirect_uri, "redirect_uri", ctx)?;
+        let redirect_uri = parse_url(&redirect, "redirect_uri")?;
+        let redirect_url = openidconnect::RedirectUrl::new(redirect.clone())
+            .map_err(|e| StepError::new(Reason::Config, format!("redirect_uri: {e}")))?;
+        let client = self.client.clone().set_redirect_uri(redirect_url);
+        let mut params = Vec::new();
+        for (k, v) in &spec.params {
+            params.push((k.clone(), rend(v, ctx)?));
+        }
+        let plan = login_plan(spec, ctx)?;
+        let page_rules = rules(spec, ctx, false)?;
+        let scopes = self.scopes.clone();
+        let resource = self.resource.clone();
+        let req = CodeRequest {
+            redirect_uri,
+            scopes: &scopes,
+            params: &params,
+            resource: resource.as_deref(),
+            login: &plan,
+            rules: &page_rules,
+        };
+        self.browser()?;
+        let Attempt {
+            http,
+            browser,
+            provider,
+            obs,
+            ..
+        } = self;
+        let browser = browser
+            .as_mut()
+            .ok_or_else(|| StepError::new(Reason::Internal, "no browser session"))?;
+        flows::authorization_code(&client, http, browser, provider, req, obs).await
+    }
+
+    /// Checks the ID token (and the access token when `access_token_audience` is set) against
+    /// the issuer's keys; returns their claims.
+    async fn verify_tokens(
+        &mut self,
+        granted: &Granted,
+    ) -> Result<(Option<Json>, Option<Json>), StepError> {
+        let (spec, ctx) = (self.spec, self.ctx);
+        let response = &granted.response;
+        let access = response.access_token();
+        let ttl = spec.jwks_cache_ttl.map_or(DEFAULT_JWKS_TTL, |d| d.0);
+        let skew = spec.clock_skew.map_or(DEFAULT_CLOCK_SKEW, |d| d.0);
+        let cache = ctx.shared.get::<self::discovery::JwksCache>();
+        let provider = &self.provider;
+        let mut keys = Keys::new(&self.http.client, cache, &self.issuer, provider, ttl);
+        let algs = provider
+            .metadata
+            .id_token_signing_alg_values_supported()
+            .clone();
+        let audience = rend_opt(&spec.audience, ctx)?.unwrap_or_else(|| self.client_id.clone());
+        let trusted = vec![self.client_id.clone()];
+        let obs = &mut self.obs;
+        let claims = match response.id_token() {
+            Some(t) => {
+                let expect = Expect {
+                    issuer: provider.metadata.issuer(),
+                    audience: &audience,
+                    also_trusted: &trusted,
+                    client_secret: self.secret.as_deref(),
+                    algs: &algs,
+                    clock_skew: skew,
+                };
+                let kid = header_kid(&t.to_string());
+                let set = keys.for_kid(kid.as_deref(), obs).await?;
+                let c = verify_id_token(t, set, &expect, granted.nonce.as_ref(), Some(access))
+                    .map_err(|i| i.into_step_error("ID token"))?;
+                Some(c)
+            }
+            None if self.flow == Flow::AuthorizationCode => {
+                return Err(StepError::new(
+                    Reason::TokenInvalid,
+                    "ID token check `present` failed: the token response has no id_token (scope openid was requested)",
+                ));
+            }
+            None => None,
+        };
+        let Some(aud) = rend_opt(&spec.access_token_audience, ctx)? else {
+            return Ok((claims, None));
+        };
         let expect = Expect {
             issuer: provider.metadata.issuer(),
             audience: &aud,
@@ -277,21 +361,16 @@ pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observati
             clock_skew: skew,
         };
         let kid = header_kid(access.secret());
-        let set = keys.for_kid(kid.as_deref(), &mut obs).await?;
+        let set = keys.for_kid(kid.as_deref(), obs).await?;
         let c = verify_access_token(access.secret(), set, &expect)
             .map_err(|i| i.into_step_error("access token"))?;
-        access_claims = Some(c);
-    }
-    if claims.is_none() {
-        claims = access_claims.clone();
+        Ok((claims, Some(c)))
     }
 
-    if spec.userinfo == Some(true) {
-        let info = userinfo(&http, &provider, access.secret(), &mut obs).await?;
-        let expected = claims
-            .as_ref()
-            .and_then(|c| c.get("sub"))
-            .and_then(Json::as_str);
+    /// Calls the userinfo endpoint; its subject must be the token's.
+    async fn userinfo(&mut self, access: &str, claims: Option<&Json>) -> Result<(), StepError> {
+        let info = userinfo(&self.http, &self.provider, access, &mut self.obs).await?;
+        let expected = claims.and_then(|c| c.get("sub")).and_then(Json::as_str);
         let got = info.get("sub").and_then(Json::as_str);
         if let (Some(e), Some(g)) = (expected, got) {
             if e != g {
@@ -301,33 +380,46 @@ pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observati
                 ));
             }
         }
-        obs.body = serde_json::to_vec(&info).unwrap_or_default();
-        obs.outputs.insert("userinfo".into(), info);
+        self.obs.body = serde_json::to_vec(&info).unwrap_or_default();
+        self.obs.outputs.insert("userinfo".into(), info);
+        Ok(())
     }
 
-    if spec.logout == Some(true) {
-        let b = match browser.as_mut() {
-            Some(b) => b,
-            None => browser.insert(new_browser()?),
-        };
+    /// RP-initiated logout through the browser session.
+    async fn logout(&mut self, id_token: Option<String>) -> Result<(), StepError> {
+        let (spec, ctx) = (self.spec, self.ctx);
         let post = rend_opt(&spec.post_logout_redirect_uri, ctx)?;
         let rules = rules(spec, ctx, true)?;
-        end_session(
-            b,
-            &provider,
-            &client_id,
-            id_token.as_ref().map(|t| t.to_string()),
-            post,
-            &rules,
-            &mut obs,
-        )
-        .await?;
+        self.browser()?;
+        let Attempt {
+            browser,
+            provider,
+            client_id,
+            obs,
+            ..
+        } = self;
+        let browser = browser
+            .as_mut()
+            .ok_or_else(|| StepError::new(Reason::Internal, "no browser session"))?;
+        end_session(browser, provider, client_id, id_token, post, &rules, obs).await
     }
+}
 
-    // Outputs.
+/// The step's outputs: tokens (redacted wherever they appear), token type, lifetime, scope
+/// and claims.
+fn set_outputs(
+    obs: &mut Observation,
+    granted: &Granted,
+    claims: Option<Json>,
+    access_claims: Option<Json>,
+) {
+    let response = &granted.response;
     let o = &mut obs.outputs;
-    o.insert("access_token".into(), Json::String(access.secret().clone()));
-    if let Some(t) = &id_token {
+    o.insert(
+        "access_token".into(),
+        Json::String(response.access_token().secret().clone()),
+    );
+    if let Some(t) = response.id_token() {
         o.insert("id_token".into(), Json::String(t.to_string()));
     }
     if let Some(rt) = response.refresh_token() {
@@ -355,7 +447,6 @@ pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observati
         .filter(|n| obs.outputs.contains_key(**n))
         .map(|n| n.to_string())
         .collect();
-    Ok(obs)
 }
 
 /// Registers the client secret in the `Authorization: Basic` forms clients send it in:
