@@ -171,6 +171,12 @@ async fn a_page_no_rule_matches_fails_with_login_form() {
     let msg = expect_failure(&run(&load(&yaml)).await, Reason::LoginForm);
     assert!(msg.contains("matches no rule in `pages`"), "{msg}");
     assert!(msg.contains("page \"Authorize\""), "{msg}");
+    // Its one button has no name: the suggested rule finds the form by its fixed hidden input.
+    assert_eq!(
+        suggested_rule(&msg),
+        "input[name=prompt][value=consent]",
+        "{msg}"
+    );
     // The scenario's own rule gets past it.
     let yaml = login_yaml(
         &idp,
@@ -179,6 +185,106 @@ async fn a_page_no_rule_matches_fails_with_login_form() {
     );
     let o = run(&load(&yaml)).await;
     assert!(o.success, "{o:#?}");
+}
+
+/// A login selector as broad as `form[method=post]` also matches the consent form: that page
+/// is not "the login form again" (it has no password field), so the `pages:` rules decide.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consent_form_the_login_selector_also_matches_is_not_a_failed_login() {
+    let broad = "      login: {form: \"form[method=post]\"}\n";
+    let idp = Idp::start();
+    let o = run(&load(&login_yaml(&idp, broad, &[r#"claim "sub" exists"#]))).await;
+    assert!(o.success, "{o:#?}\n{}", idp.log_text());
+    assert!(phases(&o.steps[0]).contains(&"consent"), "{o:#?}");
+    assert_eq!(
+        idp.requests("POST /interaction/"),
+        2,
+        "login + consent:\n{}",
+        idp.log_text()
+    );
+    // The same selector still tells a wrong password: the login form came back with its fields.
+    std::fs::write(idp.secret_file("password"), "not-the-password").unwrap();
+    let msg = expect_failure(
+        &run(&load(&login_yaml(&idp, broad, &[]))).await,
+        Reason::Auth,
+    );
+    assert!(msg.contains("login form came back"), "{msg}");
+    assert!(msg.contains("Invalid login or password"), "{msg}");
+
+    // A consent page with several buttons, matched by the same selector: the scenario's rule
+    // clicks Allow (the form's first button is Cancel).
+    let idp = Idp::start_ui("django");
+    let extra = format!("{broad}      pages: [{{form: \"button[name=allow]\"}}]\n");
+    let o = run(&load(&login_yaml(&idp, &extra, &[]))).await;
+    assert!(o.success, "{o:#?}\n{}", idp.log_text());
+    let log = idp.log_text();
+    assert!(log.contains("POST /token 200"), "{log}");
+}
+
+/// Without `login.error`, the default selectors find a Django-style `errorlist`; the quoted
+/// message is redacted (this IdP echoes the password typed).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_login_quotes_the_idps_message_from_a_common_template_redacted() {
+    let idp = Idp::start_ui("django");
+    let planted = "planted-pw-5c1e-wrong";
+    std::fs::write(idp.secret_file("password"), planted).unwrap();
+    let o = run(&load(&login_yaml(&idp, "", &[]))).await;
+    let msg = expect_failure(&o, Reason::Auth);
+    assert!(msg.contains("login form came back"), "{msg}");
+    assert!(
+        msg.contains("the IdP says \"Please enter a correct username and password (the password you entered, [redacted:password], is not it).\""),
+        "{msg}"
+    );
+    assert!(!format!("{o:?}").contains(planted), "{o:#?}");
+    assert_eq!(idp.requests("POST /token"), 0);
+}
+
+/// The selector in a failure's suggested rule (`      - form: '...'`).
+fn suggested_rule(msg: &str) -> String {
+    let line = msg
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("- form: "))
+        .unwrap_or_else(|| panic!("no suggested rule in: {msg}"));
+    line.trim_matches('\'').replace("''", "'")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_no_rule_matches_lists_its_buttons_and_suggests_a_rule_that_works() {
+    let idp = Idp::start_ui("django");
+    let broad = "      login: {form: \"form[method=post]\"}\n";
+    let msg = expect_failure(
+        &run(&load(&login_yaml(&idp, broad, &[]))).await,
+        Reason::LoginForm,
+    );
+    assert!(msg.contains("matches no rule in `pages`"), "{msg}");
+    assert!(msg.contains("page \"Authorize\""), "{msg}");
+    for button in [
+        "<input type=submit name=cancel value=Cancel>",
+        "<button type=submit name=allow value=yes>Allow</button>",
+        "<button type=submit name=deny value=no>Deny</button>",
+    ] {
+        assert!(msg.contains(button), "{button} missing: {msg}");
+    }
+    assert!(msg.contains("a rule that submits \"Allow\""), "{msg}");
+    let rule = suggested_rule(&msg);
+    assert_eq!(rule, "button[name=allow]", "{msg}");
+
+    // The suggestion, pasted into the scenario, gets through.
+    let extra = format!("{broad}      pages:\n        - form: '{rule}'\n");
+    let o = run(&load(&login_yaml(
+        &idp,
+        &extra,
+        &[r#"phase "consent" < 5s"#],
+    )))
+    .await;
+    assert!(o.success, "{o:#?}\n{}", idp.log_text());
+    // Submitting the form as it is clicks its first button, Cancel: the IdP refuses.
+    let extra = format!("{broad}      pages: [{{form: \"input[name=csrfmiddlewaretoken]\"}}]\n");
+    let msg = expect_failure(
+        &run(&load(&login_yaml(&idp, &extra, &[]))).await,
+        Reason::Auth,
+    );
+    assert!(msg.contains("access_denied"), "{msg}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

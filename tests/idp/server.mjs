@@ -12,7 +12,8 @@
 //   "jwks_file": "/tmp/x/jwks.json",       // private JWKS; generated (one RSA key) when absent
 //   "clients": [{"client_id": "...", "client_secret": "...", "redirect_uris": [...], ...}],
 //   "users": [{"login": "alice", "password": "...", "email": "...", "name": "..."}],
-//   "resources": {"urn:flowprobe:api": {"scope": "api:read", "ttl": 600}}
+//   "resources": {"urn:flowprobe:api": {"scope": "api:read", "ttl": 600}},
+//   "ui": "dev"                              // or "django": see the login and consent pages below
 // }
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -186,7 +187,13 @@ provider.registerGrantType('password', async (ctx) => {
   };
 }, ['username', 'password', 'scope']);
 
-// ---- login and consent pages, shaped like oidc-provider's development interactions ----------
+// ---- login and consent pages -----------------------------------------------------------------
+// "dev" (default): shaped like oidc-provider's development interactions (hidden `prompt` input).
+// "django": shaped like a Django-based IdP: `username`/`password` fields, a CSRF token that is
+// checked, errors in `<ul class="errorlist">` (echoing the password typed, as a careless
+// template might), and a consent form (same `method=post` as the login form, no `action`)
+// whose first submit button is Cancel, then Allow and Deny buttons; Cancel and Deny refuse.
+const ui = config.ui ?? 'dev';
 function esc(s) {
   return String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 }
@@ -229,9 +236,86 @@ function sendHtml(res, status, html) {
   res.end(html);
 }
 
+// Django UI: the CSRF token of each interaction's form.
+const csrfTokens = new Map();
+function csrfToken(uid) {
+  if (!csrfTokens.has(uid)) csrfTokens.set(uid, randomBytes(16).toString('hex'));
+  return csrfTokens.get(uid);
+}
+
+function djangoLoginPage(uid, username, error) {
+  const errors = error ? `<ul class="errorlist nonfield"><li>${esc(error)}</li></ul>\n` : '';
+  return page('Log in', `<form method="post" action="/interaction/${esc(uid)}">
+  <input type="hidden" name="csrfmiddlewaretoken" value="${csrfToken(uid)}">
+  ${errors}<p><label for="id_username">Username:</label> <input type="text" name="username" autofocus maxlength="150" required id="id_username" value="${esc(username)}"></p>
+  <p><label for="id_password">Password:</label> <input type="password" name="password" required id="id_password"></p>
+  <input type="submit" value="Log in">
+</form>`);
+}
+
+function djangoConsentPage(uid, details) {
+  const scopes = (details.missingOIDCScope ?? []).map((s) => `<li>${esc(s)}</li>`).join('');
+  return page('Authorize', `<p>The application asks for:</p><ul>${scopes}</ul>
+<form method="post">
+  <input type="hidden" name="csrfmiddlewaretoken" value="${csrfToken(uid)}">
+  <input type="submit" name="cancel" value="Cancel">
+  <button type="submit" name="allow" value="yes">Allow</button>
+  <button type="submit" name="deny" value="no">Deny</button>
+</form>`);
+}
+
+// Grants what the consent prompt asks for and finishes the interaction.
+async function grantConsent(req, res, details) {
+  const { grantId, prompt, params, session } = details;
+  const grant = grantId
+    ? await provider.Grant.find(grantId)
+    : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+  const d = prompt.details;
+  if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+  if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
+  for (const [indicator, scope] of Object.entries(d.missingResourceScopes ?? {})) {
+    grant.addResourceScope(indicator, scope.join(' '));
+  }
+  const result = { consent: { grantId: await grant.save() } };
+  return provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
+}
+
+async function djangoInteraction(req, res, details) {
+  const { uid, prompt, params } = details;
+  if (req.method === 'GET') {
+    if (prompt.name === 'login') return sendHtml(res, 200, djangoLoginPage(uid, params.login_hint));
+    if (prompt.name === 'consent') return sendHtml(res, 200, djangoConsentPage(uid, prompt.details));
+    return sendHtml(res, 501, page('Error', `<p class="error">prompt ${esc(prompt.name)} not implemented</p>`));
+  }
+  const form = await readForm(req);
+  if (form.get('csrfmiddlewaretoken') !== csrfTokens.get(uid)) {
+    return sendHtml(res, 403, page('Forbidden', '<p>CSRF verification failed. Request aborted.</p>'));
+  }
+  if (prompt.name === 'login') {
+    const user = checkPassword(form.get('username'), form.get('password'));
+    if (!user) {
+      const typed = form.get('password') ?? '';
+      return sendHtml(res, 200, djangoLoginPage(uid, form.get('username'),
+        `Please enter a correct username and password (the password you entered, ${typed}, is not it).`));
+    }
+    csrfTokens.delete(uid);
+    return provider.interactionFinished(req, res, { login: { accountId: user.login } }, { mergeWithLastSubmission: false });
+  }
+  if (prompt.name === 'consent') {
+    csrfTokens.delete(uid);
+    if (form.get('allow') === 'yes' && !form.has('cancel') && !form.has('deny')) {
+      return grantConsent(req, res, details);
+    }
+    const refused = { error: 'access_denied', error_description: 'the user did not allow the application' };
+    return provider.interactionFinished(req, res, refused, { mergeWithLastSubmission: false });
+  }
+  return sendHtml(res, 400, page('Error', '<p class="error">unexpected form submission</p>'));
+}
+
 async function interaction(req, res) {
   const details = await provider.interactionDetails(req, res);
-  const { uid, prompt, params, session } = details;
+  if (ui === 'django') return djangoInteraction(req, res, details);
+  const { uid, prompt, params } = details;
   if (req.method === 'GET') {
     if (prompt.name === 'login') return sendHtml(res, 200, loginPage(uid, params.login_hint));
     if (prompt.name === 'consent') return sendHtml(res, 200, consentPage(uid, prompt.details));
@@ -247,18 +331,7 @@ async function interaction(req, res) {
     return provider.interactionFinished(req, res, { login: { accountId: user.login } }, { mergeWithLastSubmission: false });
   }
   if (form.get('prompt') === 'consent' && prompt.name === 'consent') {
-    const { grantId } = details;
-    const grant = grantId
-      ? await provider.Grant.find(grantId)
-      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
-    const d = prompt.details;
-    if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
-    if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
-    for (const [indicator, scope] of Object.entries(d.missingResourceScopes ?? {})) {
-      grant.addResourceScope(indicator, scope.join(' '));
-    }
-    const result = { consent: { grantId: await grant.save() } };
-    return provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
+    return grantConsent(req, res, details);
   }
   return sendHtml(res, 400, page('Error', '<p class="error">unexpected form submission</p>'));
 }

@@ -2,7 +2,8 @@
 //! under node on 127.0.0.1, with one confidential client, one user whose password is really
 //! checked, JWT access tokens for two API resources, and its signing keys in a JWKS file in
 //! its own temporary directory. Stopped by PID; restarted on the same port with the same keys
-//! ([`Idp::restart`]) or new ones ([`Idp::rotate_keys`]).
+//! ([`Idp::restart`]) or new ones ([`Idp::rotate_keys`]). [`Idp::start_ui`] picks the login
+//! and consent pages' look (`dev`, the default, or `django`: see `tests/idp/server.mjs`).
 //!
 //! ```ignore
 //! let idp = idp::Idp::start();
@@ -44,11 +45,17 @@ pub struct Idp {
     dir: tempfile::TempDir,
     guard: Option<ChildGuard>,
     starts: u32,
+    ui: &'static str,
 }
 
 impl Idp {
     /// Starts the provider on a free port; panics with its log when it cannot start.
     pub fn start() -> Idp {
+        Idp::start_ui("dev")
+    }
+
+    /// Starts it with the login and consent pages of `ui` (`dev` or `django`).
+    pub fn start_ui(ui: &'static str) -> Idp {
         let dir = tempfile::Builder::new()
             .prefix("flowprobe-idp-")
             .tempdir()
@@ -58,6 +65,7 @@ impl Idp {
             dir,
             guard: None,
             starts: 0,
+            ui,
         };
         idp.write_files();
         idp.spawn().unwrap_or_else(|e| panic!("{e}"));
@@ -105,6 +113,7 @@ impl Idp {
                 API_RESOURCE: {"scope": API_SCOPE, "ttl": 600},
                 SHORT_RESOURCE: {"scope": API_SCOPE, "ttl": 1},
             },
+            "ui": self.ui,
         });
         let p = self.dir.path();
         std::fs::write(p.join("config.json"), config.to_string()).expect("write IdP config");

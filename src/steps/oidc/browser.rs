@@ -2,7 +2,13 @@
 //! by hand (every hop logged and timed into a phase), fills and submits the login form, submits
 //! follow-up pages (consent, logout confirmation) by the scenario's rules, and stops at the
 //! redirect to the target URI (`redirect_uri`, `post_logout_redirect_uri`).
+//!
+//! After the credentials went in, a page is "the login form again" (a failed login) only when
+//! a form matching the login selector still has the username and password fields; any other
+//! page is one after the login, for the rules; a page no rule matches fails, listing its forms
+//! and buttons and suggesting a rule.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use scraper::Selector;
@@ -10,7 +16,8 @@ use url::Url;
 
 use super::client::{strip_query, transport_error};
 use super::discovery::add_phase;
-use super::form::{FormData, Page};
+use super::form::{FormData, Found, Page};
+use super::presets::DEFAULT_ERRORS;
 use crate::observation::Observation;
 use crate::outcome::Reason;
 use crate::secrets::Redactor;
@@ -31,8 +38,8 @@ pub struct LoginPlan {
     pub username: String,
     pub password: String,
     pub extra: Vec<(String, String)>,
-    /// Where the IdP shows why a login failed.
-    pub error: Option<Selector>,
+    /// Where the IdP shows why a login failed, tried in order.
+    pub errors: Vec<Selector>,
 }
 
 /// "A form matching X is submitted with fields Y", for pages after the login.
@@ -59,9 +66,11 @@ enum Next {
 /// What a page asks for.
 enum Decision {
     Login(FormData),
+    /// The login form came back, with the IdP's message if it shows one.
     LoginAgain(Option<String>),
     Rule(FormData, String),
-    NoMatch(String),
+    /// What the page holds, and (after the login) a `pages:` rule that would get past it.
+    NoMatch(String, Option<String>),
 }
 
 impl Browser {
@@ -195,36 +204,43 @@ impl Browser {
                     phase = "login".into();
                     next = Next::Submit(form);
                 }
-                Decision::LoginAgain(shown) => {
-                    let shown = shown
-                        .map(|t| format!(": the IdP says \"{t}\""))
-                        .unwrap_or_default();
-                    return Err(self.fail(
-                        Reason::Auth,
-                        format!("the login form came back after the credentials were submitted (wrong username or password?){shown}"),
-                    ));
-                }
                 Decision::Rule(form, p) => {
                     phase = p;
                     next = Next::Submit(form);
                 }
-                Decision::NoMatch(_) if target.is_none() => return Ok(None),
-                Decision::NoMatch(why) => {
+                Decision::LoginAgain(shown) => return Err(self.login_failed(shown)),
+                Decision::NoMatch(..) if target.is_none() => return Ok(None),
+                Decision::NoMatch(why, hint) => {
                     let msg = match login {
                         Some(l) if !login_submitted => format!(
                             "no login form matching `{}` at {}: {why}",
                             l.form_src,
                             strip_query(url.as_str())
                         ),
-                        _ => format!(
-                            "the page at {} matches no rule in `pages` (add one for it): {why}",
-                            strip_query(url.as_str())
-                        ),
+                        _ => unmatched(&url, &why, hint.as_deref()),
                     };
-                    return Err(self.fail(Reason::LoginForm, msg));
+                    // The page may echo what was typed into it.
+                    return Err(self.fail(Reason::LoginForm, self.redactor.redact(&msg)));
                 }
             }
         }
+    }
+
+    /// The login form came back: `auth`, quoting the IdP's message.
+    fn login_failed(&self, shown: Option<String>) -> StepError {
+        let shown = shown
+            .map(|t| format!(": the IdP says \"{}\"", self.quote(&t)))
+            .unwrap_or_default();
+        self.fail(
+            Reason::Auth,
+            format!("the login form came back after the credentials were submitted (wrong username or password?){shown}"),
+        )
+    }
+
+    /// Text from the IdP's page for a message: redacted (it may echo the credentials), then cut.
+    fn quote(&self, text: &str) -> String {
+        self.redactor
+            .redact_and_cut(text, super::flows::EXCERPT_CHARS)
     }
 
     fn record(&mut self, method: &str, url: &Url, status: u16, took: Duration) {
@@ -244,6 +260,15 @@ impl Browser {
     }
 }
 
+/// A page after the login that no rule matches: what it holds, and a rule for it.
+fn unmatched(url: &Url, why: &str, hint: Option<&str>) -> String {
+    let hint = hint.map(|h| format!("\n{h}")).unwrap_or_default();
+    format!(
+        "the page at {} matches no rule in `pages` (add one for it): {why}{hint}",
+        strip_query(url.as_str())
+    )
+}
+
 /// Same scheme, host, port and path: the redirect reached its target.
 fn same_endpoint(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
@@ -251,6 +276,12 @@ fn same_endpoint(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
         && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
 }
+
+static USERNAME_INPUT: LazyLock<Selector> = LazyLock::new(|| {
+    Selector::parse("input[type=text], input[type=email], input:not([type])").expect("selector")
+});
+static PASSWORD_INPUT: LazyLock<Selector> =
+    LazyLock::new(|| Selector::parse("input[type=password]").expect("selector"));
 
 /// Reads the page (synchronously: the parsed page must not live across an await).
 fn decide(
@@ -262,13 +293,18 @@ fn decide(
 ) -> Decision {
     let page = Page::parse(url.clone(), body);
     if let Some(plan) = login {
-        if let Some(form) = page.form(&plan.form) {
-            if login_submitted {
-                return Decision::LoginAgain(plan.error.as_ref().and_then(|s| page.text(s)));
+        let found = page.find(&plan.form);
+        let with_credentials = found.iter().find(|f| credential_fields(f, plan).is_ok());
+        if login_submitted {
+            // Only the login form with its fields is the login form again; a consent form
+            // that a broad login selector also matches is left to the rules.
+            if with_credentials.is_some() {
+                return Decision::LoginAgain(error_text(&page, &plan.errors));
             }
-            return match fill_login(form, plan, &page) {
+        } else if let Some(form) = with_credentials.or(found.first()) {
+            return match fill_login(form, plan) {
                 Ok(f) => Decision::Login(f),
-                Err(why) => Decision::NoMatch(why),
+                Err(why) => Decision::NoMatch(why, None),
             };
         }
     }
@@ -284,34 +320,52 @@ fn decide(
         .title()
         .map(|t| format!("page \"{t}\", "))
         .unwrap_or_default();
-    Decision::NoMatch(format!("{title}{}", page.describe_forms()))
+    Decision::NoMatch(
+        format!("{title}{}", page.describe_forms()),
+        super::suggest::rule_for(&page),
+    )
 }
 
-/// Puts the credentials into the login form; a configured field it lacks means the IdP's UI
-/// changed (or the scenario names the wrong field).
-fn fill_login(mut form: FormData, plan: &LoginPlan, page: &Page) -> Result<FormData, String> {
+/// The first text the IdP shows where a failed login's reason goes.
+fn error_text(page: &Page, errors: &[Selector]) -> Option<String> {
+    errors.iter().find_map(|s| page.text(s))
+}
+
+/// The names of the form's username and password fields (configured, or guessed: the first
+/// text/email input and the password input); an error when the form lacks either.
+fn credential_fields(form: &Found<'_>, plan: &LoginPlan) -> Result<(String, String), String> {
+    let data = form.data();
     let user_field = match &plan.username_field {
         Some(f) => f.clone(),
-        None => guess_username_field(page, plan).ok_or_else(|| {
+        None => form.control_name(&USERNAME_INPUT).ok_or_else(|| {
             format!(
                 "the login form has no text field for the username ({})",
-                fields(&form)
+                fields(&data)
             )
         })?,
     };
     let pass_field = match &plan.password_field {
         Some(f) => f.clone(),
-        None => guess_password_field(page, plan)
-            .ok_or_else(|| format!("the login form has no password field ({})", fields(&form)))?,
+        None => form
+            .control_name(&PASSWORD_INPUT)
+            .ok_or_else(|| format!("the login form has no password field ({})", fields(&data)))?,
     };
     for (what, name) in [("username", &user_field), ("password", &pass_field)] {
-        if !form.has(name) {
+        if !data.has(name) {
             return Err(format!(
                 "the login form has no {what} field `{name}` ({})",
-                fields(&form)
+                fields(&data)
             ));
         }
     }
+    Ok((user_field, pass_field))
+}
+
+/// Puts the credentials into the login form; a configured field it lacks means the IdP's UI
+/// changed (or the scenario names the wrong field).
+fn fill_login(found: &Found<'_>, plan: &LoginPlan) -> Result<FormData, String> {
+    let (user_field, pass_field) = credential_fields(found, plan)?;
+    let mut form = found.data();
     form.set(&user_field, &plan.username);
     form.set(&pass_field, &plan.password);
     for (k, v) in &plan.extra {
@@ -324,15 +378,13 @@ fn fields(form: &FormData) -> String {
     format!("its fields: {}", form.names().join(", "))
 }
 
-fn guess_username_field(page: &Page, plan: &LoginPlan) -> Option<String> {
-    let sel = Selector::parse("input[type=text], input[type=email], input:not([type])").ok()?;
-    page.control_name(&plan.form, &sel)
-}
-
-fn guess_password_field(page: &Page, plan: &LoginPlan) -> Option<String> {
-    let sel = Selector::parse("input[type=password]").ok()?;
-    page.control_name(&plan.form, &sel)
-}
+static DEFAULT_SELECTORS: LazyLock<Vec<Selector>> = LazyLock::new(|| {
+    DEFAULT_ERRORS
+        .iter()
+        .map(|s| Selector::parse(s).expect("selector"))
+        .collect()
+});
+static PRE: LazyLock<Selector> = LazyLock::new(|| Selector::parse("pre").expect("selector"));
 
 /// `: title "…", "error text"` for an error page.
 fn describe_error_page(
@@ -346,14 +398,11 @@ fn describe_error_page(
     if let Some(t) = page.title() {
         parts.push(format!("page \"{t}\""));
     }
-    let error = login
-        .and_then(|l| l.error.as_ref())
-        .and_then(|s| page.text(s))
-        .or_else(|| {
-            Selector::parse(".error, [role=alert], pre")
-                .ok()
-                .and_then(|s| page.text(&s))
-        });
+    let error = match login {
+        Some(l) => error_text(&page, &l.errors),
+        None => error_text(&page, &DEFAULT_SELECTORS),
+    }
+    .or_else(|| page.text(&PRE));
     if let Some(e) = error {
         // Redacted before it is cut: the page may echo the submitted credentials.
         let cut = redactor.redact_and_cut(&e, super::flows::EXCERPT_CHARS);
@@ -363,5 +412,155 @@ fn describe_error_page(
         String::new()
     } else {
         format!(": {}", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(html: &str) -> Page {
+        Page::parse(Url::parse("http://idp.test/login").unwrap(), html)
+    }
+
+    fn plan(form: &str, user: Option<&str>, pass: Option<&str>) -> LoginPlan {
+        LoginPlan {
+            form: Selector::parse(form).unwrap(),
+            form_src: form.into(),
+            username_field: user.map(str::to_string),
+            password_field: pass.map(str::to_string),
+            username: "alice".into(),
+            password: "s3cret-pw-Xy".into(),
+            extra: Vec::new(),
+            errors: DEFAULT_SELECTORS.clone(),
+        }
+    }
+
+    #[test]
+    fn the_default_error_selectors_find_common_templates_messages() {
+        let cases = [
+            // Keycloak (login.ftl): the field error, not the page's other text.
+            (
+                r#"<div class="alert-warning"><span class="kc-feedback-text"></span></div><form id="kc-form-login"><input id="username" name="username"><span id="input-error" class="kc-input-error" aria-live="polite">Invalid username or password.</span></form>"#,
+                "Invalid username or password.",
+            ),
+            (
+                r#"<div class="alert-error pf-m-danger"><span class="kc-feedback-text">Account is disabled, contact your administrator.</span></div>"#,
+                "Account is disabled, contact your administrator.",
+            ),
+            // Dex.
+            (
+                r#"<div id="login-error" class="dex-error-box"> Invalid Email Address and password. </div>"#,
+                "Invalid Email Address and password.",
+            ),
+            // Django: a non-field error list, ahead of a generic alert elsewhere.
+            (
+                r#"<div role="alert">Cookies help us</div><ul class="errorlist nonfield"><li>Please enter a correct username and password.</li></ul>"#,
+                "Please enter a correct username and password.",
+            ),
+            (
+                r#"<p class="errornote">Please correct the error below.</p>"#,
+                "Please correct the error below.",
+            ),
+            // Zitadel.
+            (
+                r#"<div class="lgn-error"><i class="lgn-icon-exclamation-circle-solid lgn-warn"></i><p class="lgn-error-message">Password is invalid</p></div>"#,
+                "Password is invalid",
+            ),
+            // Auth0.
+            (
+                r#"<span id="error-element-password" class="ulp-input-error-message" data-error-code="wrong-credentials"><span class="ulp-input-error-icon"></span> Wrong email or password</span>"#,
+                "Wrong email or password",
+            ),
+            // ASP.NET Core Identity / Duende.
+            (
+                r#"<div class="alert alert-danger"><strong>Error</strong><div class="danger validation-summary-errors"><ul><li>Invalid username or password</li></ul></div></div>"#,
+                "Invalid username or password",
+            ),
+            // Generic.
+            (r#"<p class="error">Nope</p>"#, "Nope"),
+        ];
+        for (html, want) in cases {
+            assert_eq!(
+                error_text(&page(html), &DEFAULT_SELECTORS).as_deref(),
+                Some(want),
+                "{html}"
+            );
+        }
+        assert_eq!(
+            error_text(&page("<p>Sign in</p>"), &DEFAULT_SELECTORS),
+            None
+        );
+    }
+
+    #[test]
+    fn only_a_form_with_both_credential_fields_is_the_login_form_again() {
+        let login = r#"<form method=post><input name=csrf type=hidden value=1>
+            <input type=text name=username><input type=password name=password>
+            <input type=submit value="Log in"></form>"#;
+        let consent = r#"<form method=post><input name=csrf type=hidden value=1>
+            <button name=allow value=yes>Allow</button></form>"#;
+        let rule = Rule {
+            form: Selector::parse("button[name=allow]").unwrap(),
+            fields: Vec::new(),
+            phase: "consent".into(),
+        };
+        let url = Url::parse("http://idp.test/x").unwrap();
+        for p in [
+            plan("form[method=post]", None, None),
+            plan("form[method=post]", Some("username"), Some("password")),
+        ] {
+            let d = decide(&url, login, Some(&p), false, std::slice::from_ref(&rule));
+            let Decision::Login(f) = d else {
+                panic!("the login form is filled")
+            };
+            assert!(f.fields.contains(&("username".into(), "alice".into())));
+            assert!(matches!(
+                decide(&url, login, Some(&p), true, std::slice::from_ref(&rule)),
+                Decision::LoginAgain(None)
+            ));
+            let d = decide(&url, consent, Some(&p), true, std::slice::from_ref(&rule));
+            let Decision::Rule(f, phase) = d else {
+                panic!("the consent form goes to the rules")
+            };
+            assert_eq!(
+                (f.names(), phase.as_str()),
+                (vec!["csrf", "allow"], "consent")
+            );
+            // Without a rule for it: no match, with a suggestion.
+            let Decision::NoMatch(why, hint) = decide(&url, consent, Some(&p), true, &[]) else {
+                panic!("no rule matches")
+            };
+            assert!(
+                why.contains("<button name=allow value=yes>Allow</button>"),
+                "{why}"
+            );
+            assert!(hint.unwrap().contains("- form: 'button[name=allow]'"));
+        }
+        // Configured field names the form lacks: not the login form again either.
+        let p = plan("form[method=post]", Some("login"), Some("password"));
+        assert!(matches!(
+            decide(&url, login, Some(&p), true, &[]),
+            Decision::NoMatch(..)
+        ));
+    }
+
+    #[test]
+    fn the_idps_message_is_quoted_redacted_and_cut() {
+        let redactor = Redactor::new();
+        redactor.add("password", "s3cret-pw-Xy");
+        let b = Browser::new(reqwest::Client::new(), 5, redactor);
+        let long = format!("you typed s3cret-pw-Xy {}", "x".repeat(400));
+        let e = b.login_failed(Some(long));
+        assert_eq!(e.reason, Reason::Auth);
+        assert!(
+            e.message
+                .contains("the IdP says \"you typed [redacted:password] xx"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("s3cret-pw-Xy"));
+        assert!(e.message.chars().count() < 350, "{}", e.message);
+        assert!(e.message.contains("…\""), "{}", e.message);
     }
 }

@@ -11,6 +11,7 @@ mod form;
 mod kind;
 mod presets;
 mod spec;
+mod suggest;
 mod tokens;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use openidconnect::core::CoreClient;
 use openidconnect::{AuthType, ClientId, ClientSecret, OAuth2TokenResponse, TokenResponse};
+use scraper::Selector;
 use serde_json::Value as Json;
 use url::Url;
 
@@ -83,8 +85,18 @@ fn login_plan(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<LoginPlan, StepE
         username: required(&spec.username, "username", ctx)?,
         password: required(&spec.password, "password", ctx)?,
         extra,
-        error: Some(sel(l.error.as_deref().unwrap_or(p.error))?),
+        errors: error_selectors(l.error.as_deref(), p.error)?,
     })
+}
+
+/// Where a failed login's reason is looked for: the scenario's `login.error`, the preset's,
+/// then the widely deployed templates'.
+fn error_selectors(own: Option<&str>, preset: &[&str]) -> Result<Vec<Selector>, StepError> {
+    own.into_iter()
+        .chain(preset.iter().copied())
+        .chain(presets::DEFAULT_ERRORS.iter().copied())
+        .map(|s| selector(s).map_err(|e| StepError::new(Reason::Config, e)))
+        .collect()
 }
 
 /// The scenario's page rules, then the preset's (`logout`: the end-session pages instead).

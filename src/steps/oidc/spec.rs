@@ -142,7 +142,8 @@ pub struct LoginSpec {
     /// Further fields to set (`rememberMe: "on"`).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub fields: IndexMap<String, String>,
-    /// CSS selector of the message a failed login shows (quoted in the failure).
+    /// CSS selector of the message a failed login shows (quoted in the failure); tried before
+    /// the preset's and the defaults for common IdP templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -152,6 +153,7 @@ pub struct LoginSpec {
 #[serde(deny_unknown_fields)]
 pub struct PageRule {
     /// CSS selector of the form, or of an element inside it (its submit button, a hidden input).
+    /// A submit button it matches is the one clicked; otherwise the form's first one is.
     pub form: String,
     /// Fields set before submitting; others keep the page's values.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
