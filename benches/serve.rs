@@ -403,8 +403,7 @@ fn scale() {
         .expect("runtime");
     runtime.block_on(async move {
         let t = Instant::now();
-        let mut set = load_paths(&[scenarios], &LoadOptions::default()).expect("valid scenarios");
-        set.iter_mut().for_each(flowprobe::serve::compact);
+        let set = load_paths(&[scenarios], &LoadOptions::default()).expect("valid scenarios");
         let load_time = t.elapsed();
         let (rss_loaded, _) = rss_mib(me);
         let metrics = Arc::new(Metrics::new(&[], &[]).expect("metrics"));
