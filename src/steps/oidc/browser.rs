@@ -63,6 +63,15 @@ enum Next {
     Submit(FormData),
 }
 
+/// One answer of the walk.
+struct Hop {
+    url: Url,
+    status: u16,
+    location: Option<String>,
+    /// Empty for a redirect.
+    body: String,
+}
+
 /// What a page asks for.
 enum Decision {
     Login(FormData),
@@ -126,58 +135,14 @@ impl Browser {
                     ),
                 ));
             }
-            let (method, url, req) = match &next {
-                Next::Get(u) => ("GET", u.clone(), self.client.get(u.clone())),
-                Next::Submit(f) if f.method == "POST" => (
-                    "POST",
-                    f.action.clone(),
-                    self.client.post(f.action.clone()).form(&f.fields),
-                ),
-                Next::Submit(f) => {
-                    let mut u = f.action.clone();
-                    u.query_pairs_mut().clear().extend_pairs(&f.fields);
-                    ("GET", u.clone(), self.client.get(u))
-                }
-            };
-            let started = Instant::now();
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| self.fail_transport(&phase, url.as_str(), &e))?;
-            let status = resp.status().as_u16();
-            let location = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let body = if (300..400).contains(&status) {
-                String::new()
-            } else {
-                resp.text()
-                    .await
-                    .map_err(|e| self.fail_transport(&phase, url.as_str(), &e))?
-            };
-            let took = started.elapsed();
-            add_phase(obs, &phase, took);
-            self.record(method, &url, status, took);
-
+            let Hop {
+                url,
+                status,
+                location,
+                body,
+            } = self.fetch(&next, &phase, obs).await?;
             if (300..400).contains(&status) {
-                let Some(loc) = location else {
-                    return Err(self.fail(
-                        Reason::HttpStatus,
-                        format!(
-                            "HTTP {status} without a Location header at {}",
-                            strip_query(url.as_str())
-                        ),
-                    ));
-                };
-                // `Location` may be relative.
-                let to = url.join(&loc).map_err(|e| {
-                    self.fail(
-                        Reason::HttpStatus,
-                        format!("invalid redirect `{}`: {e}", strip_query(&loc)),
-                    )
-                })?;
+                let to = self.redirect_target(&url, status, location)?;
                 if target.is_some_and(|t| same_endpoint(&to, t)) {
                     return Ok(Some(to));
                 }
@@ -224,6 +189,80 @@ impl Browser {
                 }
             }
         }
+    }
+
+    /// Sends one request of the walk (timed under `phase`, logged as a hop) and reads the
+    /// page, unless it is a redirect.
+    async fn fetch(
+        &mut self,
+        next: &Next,
+        phase: &str,
+        obs: &mut Observation,
+    ) -> Result<Hop, StepError> {
+        let (method, url, req) = match next {
+            Next::Get(u) => ("GET", u.clone(), self.client.get(u.clone())),
+            Next::Submit(f) if f.method == "POST" => (
+                "POST",
+                f.action.clone(),
+                self.client.post(f.action.clone()).form(&f.fields),
+            ),
+            Next::Submit(f) => {
+                let mut u = f.action.clone();
+                u.query_pairs_mut().clear().extend_pairs(&f.fields);
+                ("GET", u.clone(), self.client.get(u))
+            }
+        };
+        let started = Instant::now();
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.fail_transport(phase, url.as_str(), &e))?;
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = if (300..400).contains(&status) {
+            String::new()
+        } else {
+            resp.text()
+                .await
+                .map_err(|e| self.fail_transport(phase, url.as_str(), &e))?
+        };
+        let took = started.elapsed();
+        add_phase(obs, phase, took);
+        self.record(method, &url, status, took);
+        Ok(Hop {
+            url,
+            status,
+            location,
+            body,
+        })
+    }
+
+    /// Where a redirect answer points (`Location` may be relative).
+    fn redirect_target(
+        &self,
+        url: &Url,
+        status: u16,
+        location: Option<String>,
+    ) -> Result<Url, StepError> {
+        let Some(loc) = location else {
+            return Err(self.fail(
+                Reason::HttpStatus,
+                format!(
+                    "HTTP {status} without a Location header at {}",
+                    strip_query(url.as_str())
+                ),
+            ));
+        };
+        url.join(&loc).map_err(|e| {
+            self.fail(
+                Reason::HttpStatus,
+                format!("invalid redirect `{}`: {e}", strip_query(&loc)),
+            )
+        })
     }
 
     /// The login form came back: `auth`, quoting the IdP's message.

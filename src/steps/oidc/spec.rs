@@ -187,17 +187,26 @@ impl OidcSpec {
 
     /// Load-time checks beyond types; returns (field path suffix, message) pairs.
     pub fn check(&self) -> Vec<(String, String)> {
-        let mut errs: Vec<(String, String)> = Vec::new();
-        let mut err = |p: &str, m: String| errs.push((p.to_string(), m));
-        let flow = self.flow();
+        let mut e = Problems::default();
+        self.check_provider(&mut e);
+        self.check_secrets_written(&mut e);
+        self.check_user(&mut e);
+        self.check_code_flow(&mut e);
+        self.check_other_flows(&mut e);
+        self.check_pages(&mut e);
+        e.0
+    }
+
+    /// Who the client is and where its provider lives.
+    fn check_provider(&self, e: &mut Problems) {
         match &self.issuer {
-            None => err("", "oidc step needs an `issuer`".into()),
+            None => e.add("", "oidc step needs an `issuer`"),
             Some(i)
                 if !(i.contains("${{")
                     || i.starts_with("http://")
                     || i.starts_with("https://")) =>
             {
-                err(
+                e.add(
                     "issuer",
                     format!("issuer must start with http:// or https://, got `{i}`"),
                 )
@@ -205,8 +214,12 @@ impl OidcSpec {
             Some(_) => {}
         }
         if self.client_id.is_none() {
-            err("", "oidc step needs a `client_id`".into());
+            e.add("", "oidc step needs a `client_id`");
         }
+    }
+
+    /// Credentials come from `secrets:`, never from the file itself.
+    fn check_secrets_written(&self, e: &mut Problems) {
         for (field, value, steps_ok) in [
             ("client_secret", &self.client_secret, false),
             ("password", &self.password, false),
@@ -219,18 +232,23 @@ impl OidcSpec {
                     } else {
                         "`${{ secrets.NAME }}`"
                     };
-                    err(
+                    e.add(
                         field,
                         format!("`{field}` must not be written into the scenario: declare it under `secrets:` (env or file) and write {source}"),
                     );
                 }
             }
         }
+    }
+
+    /// A user's credentials exactly where the flow logs one in.
+    fn check_user(&self, e: &mut Problems) {
+        let flow = self.flow();
         let needs_user = matches!(flow, Flow::AuthorizationCode | Flow::Password);
         if needs_user {
             for (field, v) in [("username", &self.username), ("password", &self.password)] {
                 if v.is_none() {
-                    err("", format!("flow {} needs `{field}`", flow.name()));
+                    e.add("", format!("flow {} needs `{field}`", flow.name()));
                 }
             }
         } else {
@@ -239,22 +257,26 @@ impl OidcSpec {
                 ("password", self.password.is_some()),
             ] {
                 if set {
-                    err(
+                    e.add(
                         field,
                         format!("`{field}` is not used by flow {}", flow.name()),
                     );
                 }
             }
         }
+    }
+
+    /// Settings of the authorization code flow, and only there.
+    fn check_code_flow(&self, e: &mut Problems) {
+        let flow = self.flow();
         if flow == Flow::AuthorizationCode {
             match &self.redirect_uri {
-                None => err(
+                None => e.add(
                     "",
-                    "flow authorization_code needs a `redirect_uri` registered for the client"
-                        .into(),
+                    "flow authorization_code needs a `redirect_uri` registered for the client",
                 ),
                 Some(u) if !u.contains("${{") && url::Url::parse(u).is_err() => {
-                    err("redirect_uri", format!("`{u}` is not an absolute URL"))
+                    e.add("redirect_uri", format!("`{u}` is not an absolute URL"))
                 }
                 Some(_) => {}
             }
@@ -266,23 +288,28 @@ impl OidcSpec {
                 ("params", !self.params.is_empty()),
             ] {
                 if set {
-                    err(
+                    e.add(
                         field,
                         format!("`{field}` is only used by flow authorization_code"),
                     );
                 }
             }
         }
+    }
+
+    /// Client credentials, refresh and logout settings.
+    fn check_other_flows(&self, e: &mut Problems) {
+        let flow = self.flow();
         if flow == Flow::ClientCredentials {
             if self.client_secret.is_none() {
-                err("", "flow client_credentials needs a `client_secret`".into());
+                e.add("", "flow client_credentials needs a `client_secret`");
             }
             for (field, set) in [
                 ("userinfo", self.userinfo == Some(true)),
                 ("logout", self.logout == Some(true)),
             ] {
                 if set {
-                    err(
+                    e.add(
                         field,
                         format!("`{field}` needs a user: flow client_credentials has none"),
                     );
@@ -290,38 +317,42 @@ impl OidcSpec {
             }
         }
         match (flow, &self.refresh_token) {
-            (Flow::Refresh, None) => err(
+            (Flow::Refresh, None) => e.add(
                 "",
-                "flow refresh needs `refresh_token: ${{ steps.STEP.refresh_token }}`".into(),
+                "flow refresh needs `refresh_token: ${{ steps.STEP.refresh_token }}`",
             ),
-            (f, Some(_)) if f != Flow::Refresh => err(
+            (f, Some(_)) if f != Flow::Refresh => e.add(
                 "refresh_token",
-                "`refresh_token` is only used by flow refresh".into(),
+                "`refresh_token` is only used by flow refresh",
             ),
             _ => {}
         }
         if self.post_logout_redirect_uri.is_some() && self.logout != Some(true) {
-            err(
+            e.add(
                 "post_logout_redirect_uri",
-                "`post_logout_redirect_uri` needs `logout: true`".into(),
+                "`post_logout_redirect_uri` needs `logout: true`",
             );
         }
+    }
+
+    /// Selectors and phase names of the login form and page rules; hops; TLS.
+    fn check_pages(&self, e: &mut Problems) {
         if let Some(l) = &self.login {
             for (field, v) in [("form", &l.form), ("error", &l.error)] {
                 if let Some(sel) = v {
-                    if let Err(e) = selector(sel) {
-                        err(&format!("login.{field}"), e);
+                    if let Err(why) = selector(sel) {
+                        e.add(&format!("login.{field}"), why);
                     }
                 }
             }
         }
         for (i, rule) in self.pages.iter().enumerate() {
-            if let Err(e) = selector(&rule.form) {
-                err(&format!("pages[{i}].form"), e);
+            if let Err(why) = selector(&rule.form) {
+                e.add(&format!("pages[{i}].form"), why);
             }
             if let Some(p) = &rule.phase {
                 if !is_phase_name(p) {
-                    err(
+                    e.add(
                         &format!("pages[{i}].phase"),
                         format!("phase `{p}` must be lower-case letters, digits and `_`"),
                     );
@@ -329,17 +360,26 @@ impl OidcSpec {
             }
         }
         if self.max_hops == Some(0) {
-            err("max_hops", "max_hops must be at least 1".into());
+            e.add("max_hops", "max_hops must be at least 1");
         }
         if let Some(t) = &self.tls {
             if t.cert_file.is_some() != t.key_file.is_some() {
-                err(
+                e.add(
                     "tls",
-                    "a client certificate needs both `cert_file` and `key_file`".into(),
+                    "a client certificate needs both `cert_file` and `key_file`",
                 );
             }
         }
-        errs
+    }
+}
+
+/// What the checks found: (field path suffix, message).
+#[derive(Default)]
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push((field.to_string(), message.into()));
     }
 }
 
