@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::Summary;
-use crate::outcome::{ScenarioOutcome, StepStatus};
+use crate::outcome::{Reason, ScenarioOutcome, StepOutcome, StepStatus};
 use crate::units::format_duration;
 
 struct Paint(bool);
@@ -35,6 +35,25 @@ impl Paint {
 pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) -> String {
     let p = Paint(color);
     let mut s = String::new();
+    write_header(&mut s, &p, o, show_iteration);
+    let width = o
+        .steps
+        .iter()
+        .map(|st| st.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    for st in &o.steps {
+        write_step(&mut s, &p, st, width);
+    }
+    for e in &o.cleanup_errors {
+        let _ = writeln!(s, "  {} clean-up failed: {e}", p.red("!"));
+    }
+    s
+}
+
+/// PASS/FAIL, the scenario, its duration and file; then the run's own failure, if any.
+fn write_header(s: &mut String, p: &Paint, o: &ScenarioOutcome, show_iteration: bool) {
     let mark = if o.success {
         p.green("PASS")
     } else {
@@ -63,66 +82,61 @@ pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) ->
             }
         }
     }
-    let width = o
-        .steps
-        .iter()
-        .map(|st| st.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(8);
-    for st in &o.steps {
-        let (mark, dur) = match st.status {
-            StepStatus::Passed => (p.green("✓"), format_duration(st.duration)),
-            StepStatus::Failed => (p.red("✗"), format_duration(st.duration)),
-            StepStatus::Skipped => (p.dim("-"), "skipped".to_string()),
-        };
-        let mut extra = String::new();
-        if st.cleanup {
-            extra.push_str(" (finally)");
-        }
-        if st.attempts > 1 {
-            let _ = write!(extra, " after {} attempts", st.attempts);
-        }
-        let _ = write!(
-            s,
-            "  {mark} {:<width$}  {:>8}{}",
-            st.name,
-            dur,
-            p.dim(&extra)
-        );
-        if let (StepStatus::Skipped, Some(why)) = (st.status, &st.message) {
-            let _ = write!(s, "  {}", p.dim(why));
-        }
-        if let (StepStatus::Failed, Some(reason)) = (st.status, st.reason) {
-            let msg = st.message.as_deref().unwrap_or("");
-            let mut lines = msg.lines();
-            let first = lines.next().unwrap_or("");
-            let red = p.red(reason.as_str());
-            match first
-                .strip_prefix(reason.as_str())
-                .filter(|r| r.starts_with(' '))
-            {
-                // "assertion failed at ..." already names the reason: no "assertion assertion".
-                Some(rest) => {
-                    let _ = write!(s, "  {red}{rest}");
-                }
-                None => {
-                    let _ = write!(s, "  {red} {first}");
-                }
-            }
-            for l in lines {
-                let _ = write!(s, "\n      {l}");
-            }
-        }
-        for note in &st.notes {
-            let _ = write!(s, "\n      {}", p.dim(&format!("note: {note}")));
-        }
-        s.push('\n');
+}
+
+/// A step's line, names padded to `width`, with why it was skipped or failed and its notes.
+fn write_step(s: &mut String, p: &Paint, st: &StepOutcome, width: usize) {
+    let (mark, dur) = match st.status {
+        StepStatus::Passed => (p.green("✓"), format_duration(st.duration)),
+        StepStatus::Failed => (p.red("✗"), format_duration(st.duration)),
+        StepStatus::Skipped => (p.dim("-"), "skipped".to_string()),
+    };
+    let mut extra = String::new();
+    if st.cleanup {
+        extra.push_str(" (finally)");
     }
-    for e in &o.cleanup_errors {
-        let _ = writeln!(s, "  {} clean-up failed: {e}", p.red("!"));
+    if st.attempts > 1 {
+        let _ = write!(extra, " after {} attempts", st.attempts);
     }
-    s
+    let _ = write!(
+        s,
+        "  {mark} {:<width$}  {:>8}{}",
+        st.name,
+        dur,
+        p.dim(&extra)
+    );
+    if let (StepStatus::Skipped, Some(why)) = (st.status, &st.message) {
+        let _ = write!(s, "  {}", p.dim(why));
+    }
+    if let (StepStatus::Failed, Some(reason)) = (st.status, st.reason) {
+        write_failure(s, p, reason, st.message.as_deref().unwrap_or(""));
+    }
+    for note in &st.notes {
+        let _ = write!(s, "\n      {}", p.dim(&format!("note: {note}")));
+    }
+    s.push('\n');
+}
+
+/// A failed step's reason and message, the message's further lines indented below.
+fn write_failure(s: &mut String, p: &Paint, reason: Reason, msg: &str) {
+    let mut lines = msg.lines();
+    let first = lines.next().unwrap_or("");
+    let red = p.red(reason.as_str());
+    match first
+        .strip_prefix(reason.as_str())
+        .filter(|r| r.starts_with(' '))
+    {
+        // "assertion failed at ..." already names the reason: no "assertion assertion".
+        Some(rest) => {
+            let _ = write!(s, "  {red}{rest}");
+        }
+        None => {
+            let _ = write!(s, "  {red} {first}");
+        }
+    }
+    for l in lines {
+        let _ = write!(s, "\n      {l}");
+    }
 }
 
 /// The closing summary; `wall` is the elapsed time of the whole command.

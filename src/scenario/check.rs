@@ -160,61 +160,67 @@ pub(super) fn check_template(c: &mut Checker, path: &str, text: &str, scope: &Sc
                 );
             }
             Expr::Step { step, path: p } => {
-                if !scope.steps_allowed {
-                    c.at(
-                        path,
-                        offset,
-                        format!("`steps.{step}` cannot be used here: vars are rendered before any step runs"),
-                        None,
-                    );
-                    continue;
-                }
-                match scope.step(step) {
-                    None => {
-                        let hint = c
-                            .suggest(step, scope.step_names())
-                            .map(|s| format!("did you mean `steps.{s}`?"))
-                            .or_else(|| {
-                                Some(
-                                    "a step can only use captures of steps that run before it"
-                                        .into(),
-                                )
-                            });
-                        c.at(path, offset, format!("unknown step `{step}`"), hint);
-                    }
-                    Some(names) => {
-                        let Some(first) = p.first() else { continue };
-                        if !names.contains(first) {
-                            let hint = c
-                                .suggest(first, names.iter().map(String::as_str))
-                                .map(|s| format!("did you mean `steps.{step}.{s}`?"))
-                                .or_else(|| {
-                                    Some(format!(
-                                        "`{step}` provides: {}",
-                                        if names.is_empty() {
-                                            "nothing (add a `capture:`)".to_string()
-                                        } else {
-                                            names
-                                                .iter()
-                                                .map(String::as_str)
-                                                .collect::<Vec<_>>()
-                                                .join(", ")
-                                        }
-                                    ))
-                                });
-                            c.at(
-                                path,
-                                offset,
-                                format!("step `{step}` has no capture or output `{first}`"),
-                                hint,
-                            );
-                        }
-                    }
-                }
+                check_step_reference(c, path, offset, step, p.first(), scope)
             }
             _ => {}
         }
     }
+}
+
+/// A `steps.<step>.<first>...` reference at `offset` in the template at `path`: allowed here,
+/// to a step visible here, to a name that step gives.
+fn check_step_reference(
+    c: &mut Checker,
+    path: &str,
+    offset: usize,
+    step: &str,
+    first: Option<&String>,
+    scope: &Scope,
+) {
+    if !scope.steps_allowed {
+        c.at(
+            path,
+            offset,
+            format!("`steps.{step}` cannot be used here: vars are rendered before any step runs"),
+            None,
+        );
+        return;
+    }
+    let Some(names) = scope.step(step) else {
+        let hint = c
+            .suggest(step, scope.step_names())
+            .map(|s| format!("did you mean `steps.{s}`?"))
+            .or_else(|| Some("a step can only use captures of steps that run before it".into()));
+        c.at(path, offset, format!("unknown step `{step}`"), hint);
+        return;
+    };
+    let Some(first) = first else { return };
+    if names.contains(first) {
+        return;
+    }
+    let hint = c
+        .suggest(first, names.iter().map(String::as_str))
+        .map(|s| format!("did you mean `steps.{step}.{s}`?"))
+        .or_else(|| {
+            Some(format!(
+                "`{step}` provides: {}",
+                if names.is_empty() {
+                    "nothing (add a `capture:`)".to_string()
+                } else {
+                    names
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ))
+        });
+    c.at(
+        path,
+        offset,
+        format!("step `{step}` has no capture or output `{first}`"),
+        hint,
+    );
 }
 
 /// Visits every string leaf of a JSON value with its YAML path.

@@ -396,6 +396,105 @@ pub struct Metrics {
     config_loaded_at: prometheus::Gauge,
 }
 
+fn reg_err(e: prometheus::Error) -> MetricsError {
+    MetricsError::Registry(e.to_string())
+}
+
+/// Registers `c` with `registry` and gives it back (a handle to the registered series).
+fn registered<C>(registry: &Registry, c: C) -> Result<C, MetricsError>
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    registry.register(Box::new(c.clone())).map_err(reg_err)?;
+    Ok(c)
+}
+
+/// The registry with the `--label`s on every series, the process metrics and the build info.
+fn new_registry(const_labels: &[(String, String)]) -> Result<Registry, MetricsError> {
+    let common: HashMap<String, String> = const_labels.iter().cloned().collect();
+    let registry =
+        Registry::new_custom(None, (!common.is_empty()).then_some(common)).map_err(reg_err)?;
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .map_err(reg_err)?;
+    let build = IntGauge::with_opts(
+        Opts::new(BUILD_INFO, "flowprobe build; always 1")
+            .const_label("version", env!("CARGO_PKG_VERSION"))
+            .const_label("revision", REVISION),
+    )
+    .map_err(reg_err)?;
+    build.set(1);
+    registry.register(Box::new(build)).map_err(reg_err)?;
+    Ok(registry)
+}
+
+/// Reload counters by result (both at 0) and the last reload's success (1 until one fails).
+fn reload_series(registry: &Registry) -> Result<(IntCounterVec, IntGauge), MetricsError> {
+    let reloads = IntCounterVec::new(
+        Opts::new(
+            CONFIG_RELOADS_TOTAL,
+            "Scenario reloads (SIGHUP or a changed file), by result",
+        ),
+        &["result"],
+    )
+    .map_err(reg_err)?;
+    for r in ["success", "failure"] {
+        reloads.with_label_values(&[r]);
+    }
+    let reloads = registered(registry, reloads)?;
+    let last_reload_success = IntGauge::new(
+        CONFIG_LAST_RELOAD_SUCCESS,
+        "1 when the last reload succeeded (or none was tried), 0 when it was rejected",
+    )
+    .map_err(reg_err)?;
+    last_reload_success.set(1);
+    let last_reload_success = registered(registry, last_reload_success)?;
+    Ok((reloads, last_reload_success))
+}
+
+/// Connections to the endpoints: refused over the cap, and open now.
+fn connection_series(registry: &Registry) -> Result<(IntCounter, IntGauge), MetricsError> {
+    let connections_refused = IntCounter::new(
+        HTTP_CONNECTIONS_REFUSED_TOTAL,
+        "Connections to the endpoints closed at once because --max-connections were open",
+    )
+    .map_err(reg_err)?;
+    let connections_refused = registered(registry, connections_refused)?;
+    let connections_open = IntGauge::new(
+        HTTP_CONNECTIONS_OPEN,
+        "Connections to the endpoints open now",
+    )
+    .map_err(reg_err)?;
+    let connections_open = registered(registry, connections_open)?;
+    Ok((connections_refused, connections_open))
+}
+
+/// The loaded scenario set: its files' hash, and when it was loaded.
+fn config_series(
+    registry: &Registry,
+) -> Result<(prometheus::IntGaugeVec, prometheus::Gauge), MetricsError> {
+    let config_info = prometheus::IntGaugeVec::new(
+        Opts::new(
+            CONFIG_INFO,
+            "The loaded scenario set: 1 for the short hash of its files (changes with every \
+             deployed change of the scenarios)",
+        ),
+        &["hash"],
+    )
+    .map_err(reg_err)?;
+    let config_info = registered(registry, config_info)?;
+    let config_loaded_at = prometheus::Gauge::new(
+        CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+        "Unix time when the running scenario set was loaded (start-up or the last accepted reload)",
+    )
+    .map_err(reg_err)?;
+    let config_loaded_at = registered(registry, config_loaded_at)?;
+    Ok((config_info, config_loaded_at))
+}
+
 impl Metrics {
     /// Metrics with `--label`s and `--buckets` (empty: [`DEFAULT_BUCKETS`]), no scenario yet.
     pub fn new(
@@ -403,83 +502,10 @@ impl Metrics {
         buckets: &[f64],
     ) -> Result<Metrics, MetricsError> {
         check_const_labels(const_labels)?;
-        let reg_err = |e: prometheus::Error| MetricsError::Registry(e.to_string());
-        let common: HashMap<String, String> = const_labels.iter().cloned().collect();
-        let registry =
-            Registry::new_custom(None, (!common.is_empty()).then_some(common)).map_err(reg_err)?;
-        #[cfg(target_os = "linux")]
-        registry
-            .register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ))
-            .map_err(reg_err)?;
-        let build = IntGauge::with_opts(
-            Opts::new(BUILD_INFO, "flowprobe build; always 1")
-                .const_label("version", env!("CARGO_PKG_VERSION"))
-                .const_label("revision", REVISION),
-        )
-        .map_err(reg_err)?;
-        build.set(1);
-        registry.register(Box::new(build)).map_err(reg_err)?;
-        let reloads = IntCounterVec::new(
-            Opts::new(
-                CONFIG_RELOADS_TOTAL,
-                "Scenario reloads (SIGHUP or a changed file), by result",
-            ),
-            &["result"],
-        )
-        .map_err(reg_err)?;
-        for r in ["success", "failure"] {
-            reloads.with_label_values(&[r]);
-        }
-        registry
-            .register(Box::new(reloads.clone()))
-            .map_err(reg_err)?;
-        let last_reload_success = IntGauge::new(
-            CONFIG_LAST_RELOAD_SUCCESS,
-            "1 when the last reload succeeded (or none was tried), 0 when it was rejected",
-        )
-        .map_err(reg_err)?;
-        last_reload_success.set(1);
-        registry
-            .register(Box::new(last_reload_success.clone()))
-            .map_err(reg_err)?;
-        let connections_refused = IntCounter::new(
-            HTTP_CONNECTIONS_REFUSED_TOTAL,
-            "Connections to the endpoints closed at once because --max-connections were open",
-        )
-        .map_err(reg_err)?;
-        registry
-            .register(Box::new(connections_refused.clone()))
-            .map_err(reg_err)?;
-        let connections_open = IntGauge::new(
-            HTTP_CONNECTIONS_OPEN,
-            "Connections to the endpoints open now",
-        )
-        .map_err(reg_err)?;
-        registry
-            .register(Box::new(connections_open.clone()))
-            .map_err(reg_err)?;
-        let config_info = prometheus::IntGaugeVec::new(
-            Opts::new(
-                CONFIG_INFO,
-                "The loaded scenario set: 1 for the short hash of its files (changes with every \
-                 deployed change of the scenarios)",
-            ),
-            &["hash"],
-        )
-        .map_err(reg_err)?;
-        registry
-            .register(Box::new(config_info.clone()))
-            .map_err(reg_err)?;
-        let config_loaded_at = prometheus::Gauge::new(
-            CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
-            "Unix time when the running scenario set was loaded (start-up or the last accepted reload)",
-        )
-        .map_err(reg_err)?;
-        registry
-            .register(Box::new(config_loaded_at.clone()))
-            .map_err(reg_err)?;
+        let registry = new_registry(const_labels)?;
+        let (reloads, last_reload_success) = reload_series(&registry)?;
+        let (connections_refused, connections_open) = connection_series(&registry)?;
+        let (config_info, config_loaded_at) = config_series(&registry)?;
         let mut sorted = const_labels.to_vec();
         sorted.sort();
         Ok(Metrics {
@@ -933,105 +959,133 @@ impl<M: Deref<Target = Metrics>> RenderChunks<M> {
         let l = &m.labels;
         let s = lock(&m.series);
         match family {
-            Family::Runs => {
-                let _ = writeln!(out, "{name}{{{l},outcome=\"success\"}} {}", s.success);
-                let _ = writeln!(out, "{name}{{{l},outcome=\"failure\"}} {}", s.failure);
-            }
-            Family::Skipped => {
-                let _ = writeln!(out, "{name}{{{l}}} {}", s.skipped);
-            }
-            Family::RunDuration => s.run_duration.write(out, name, l),
-            Family::StepDuration => {
-                for (_, st) in &s.steps {
-                    st.duration.write(out, name, &format!("{l},{}", st.labels));
+            Family::StepLatency => {
+                if let Some(scratch) = self.scratch.as_mut() {
+                    write_step_latency(out, name, l, &s, self.slot, scratch);
                 }
             }
+            Family::StepDuration
+            | Family::StepFailures
+            | Family::StepRetries
+            | Family::PhaseDuration
+            | Family::CertExpiry => write_step_family(family, out, name, l, &s),
+            Family::Runs
+            | Family::Skipped
+            | Family::RunDuration
+            | Family::RunFailures
+            | Family::Success
+            | Family::LastRun
+            | Family::LastSuccess
+            | Family::Info => write_run_family(family, out, name, l, &s),
+        }
+    }
+}
+
+/// A family with one or a few series per scenario (runs, their durations and failures, the
+/// last run, the scenario's info).
+fn write_run_family(family: Family, out: &mut String, name: &str, l: &str, s: &Series) {
+    match family {
+        Family::Runs => {
+            let _ = writeln!(out, "{name}{{{l},outcome=\"success\"}} {}", s.success);
+            let _ = writeln!(out, "{name}{{{l},outcome=\"failure\"}} {}", s.failure);
+        }
+        Family::Skipped => {
+            let _ = writeln!(out, "{name}{{{l}}} {}", s.skipped);
+        }
+        Family::RunDuration => s.run_duration.write(out, name, l),
+        Family::RunFailures => {
+            for (r, n) in Reason::ALL.iter().zip(s.run_failures.iter()) {
+                let _ = writeln!(out, "{name}{{{l},reason=\"{}\"}} {n}", r.as_str());
+            }
+        }
+        Family::Success => {
+            if let Some(ok) = s.last_success {
+                let _ = writeln!(out, "{name}{{{l}}} {}", u8::from(ok));
+            }
+        }
+        Family::LastRun => {
+            if let Some(t) = s.last_run {
+                let _ = writeln!(out, "{name}{{{l}}} {}", fmt_f64(t));
+            }
+        }
+        Family::LastSuccess => {
+            if let Some(t) = s.last_success_at {
+                let _ = writeln!(out, "{name}{{{l}}} {}", fmt_f64(t));
+            }
+        }
+        Family::Info => {
+            let _ = writeln!(out, "{name}{{{l},{}}} 1", s.info);
+        }
+        // Per-step families: `write_step_family` and `write_step_latency`.
+        _ => {}
+    }
+}
+
+/// A family with series per step (durations, failures, retries, phases, certificates).
+fn write_step_family(family: Family, out: &mut String, name: &str, l: &str, s: &Series) {
+    for (step, st) in &s.steps {
+        match family {
+            Family::StepDuration => st.duration.write(out, name, &format!("{l},{}", st.labels)),
             Family::StepFailures => {
-                for (_, st) in &s.steps {
-                    for (r, n) in Reason::ALL.iter().zip(st.failures.iter()) {
-                        let _ = writeln!(
-                            out,
-                            "{name}{{{l},{},reason=\"{}\"}} {n}",
-                            st.labels,
-                            r.as_str()
-                        );
-                    }
-                }
-            }
-            Family::RunFailures => {
-                for (r, n) in Reason::ALL.iter().zip(s.run_failures.iter()) {
-                    let _ = writeln!(out, "{name}{{{l},reason=\"{}\"}} {n}", r.as_str());
-                }
-            }
-            Family::StepRetries => {
-                for (step, st) in &s.steps {
+                for (r, n) in Reason::ALL.iter().zip(st.failures.iter()) {
                     let _ = writeln!(
                         out,
-                        "{name}{{{l},step=\"{}\"}} {}",
-                        escape(step),
-                        st.retries
+                        "{name}{{{l},{},reason=\"{}\"}} {n}",
+                        st.labels,
+                        r.as_str()
                     );
                 }
             }
+            Family::StepRetries => {
+                let _ = writeln!(
+                    out,
+                    "{name}{{{l},step=\"{}\"}} {}",
+                    escape(step),
+                    st.retries
+                );
+            }
             Family::PhaseDuration => {
-                for (step, st) in &s.steps {
-                    for (phase, h) in &st.phases {
-                        let labels =
-                            format!("{l},step=\"{}\",phase=\"{}\"", escape(step), escape(phase));
-                        h.write(out, name, &labels);
-                    }
-                }
-            }
-            Family::StepLatency => {
-                let Some(scratch) = self.scratch.as_mut() else {
-                    return;
-                };
-                for (step, st) in &s.steps {
-                    // NaN while the window is empty, as Prometheus summaries do.
-                    let q = st
-                        .window
-                        .quantiles(self.slot, scratch)
-                        .unwrap_or([f64::NAN; 4]);
-                    let step = escape(step);
-                    for (quantile, v) in QUANTILES.iter().zip(q) {
-                        let _ = writeln!(
-                            out,
-                            "{name}{{{l},step=\"{step}\",quantile=\"{}\"}} {}",
-                            crate::prom_float::canonical(*quantile),
-                            fmt_f64(v)
-                        );
-                    }
-                    let (sum, count) = (st.duration.sum, st.duration.count);
-                    let _ = writeln!(out, "{name}_sum{{{l},step=\"{step}\"}} {}", fmt_f64(sum));
-                    let _ = writeln!(out, "{name}_count{{{l},step=\"{step}\"}} {count}");
-                }
-            }
-            Family::Success => {
-                if let Some(ok) = s.last_success {
-                    let _ = writeln!(out, "{name}{{{l}}} {}", u8::from(ok));
-                }
-            }
-            Family::LastRun => {
-                if let Some(t) = s.last_run {
-                    let _ = writeln!(out, "{name}{{{l}}} {}", fmt_f64(t));
-                }
-            }
-            Family::LastSuccess => {
-                if let Some(t) = s.last_success_at {
-                    let _ = writeln!(out, "{name}{{{l}}} {}", fmt_f64(t));
+                for (phase, h) in &st.phases {
+                    let labels =
+                        format!("{l},step=\"{}\",phase=\"{}\"", escape(step), escape(phase));
+                    h.write(out, name, &labels);
                 }
             }
             Family::CertExpiry => {
-                for (step, st) in &s.steps {
-                    if let Some(t) = st.cert_not_after {
-                        let _ = writeln!(out, "{name}{{{l},step=\"{}\"}} {t}", escape(step));
-                    }
+                if let Some(t) = st.cert_not_after {
+                    let _ = writeln!(out, "{name}{{{l},step=\"{}\"}} {t}", escape(step));
                 }
             }
-            Family::Info => {
-                let _ = writeln!(out, "{name}{{{l},{}}} 1", s.info);
-            }
+            // Per-scenario families: `write_run_family`; latency: `write_step_latency`.
+            _ => {}
         }
+    }
+}
+
+/// Each step's windowed quantiles and its cumulative sum and count.
+fn write_step_latency(
+    out: &mut String,
+    name: &str,
+    l: &str,
+    s: &Series,
+    slot: u64,
+    scratch: &mut Histogram<u64>,
+) {
+    for (step, st) in &s.steps {
+        // NaN while the window is empty, as Prometheus summaries do.
+        let q = st.window.quantiles(slot, scratch).unwrap_or([f64::NAN; 4]);
+        let step = escape(step);
+        for (quantile, v) in QUANTILES.iter().zip(q) {
+            let _ = writeln!(
+                out,
+                "{name}{{{l},step=\"{step}\",quantile=\"{}\"}} {}",
+                crate::prom_float::canonical(*quantile),
+                fmt_f64(v)
+            );
+        }
+        let (sum, count) = (st.duration.sum, st.duration.count);
+        let _ = writeln!(out, "{name}_sum{{{l},step=\"{step}\"}} {}", fmt_f64(sum));
+        let _ = writeln!(out, "{name}_count{{{l},step=\"{step}\"}} {count}");
     }
 }
 

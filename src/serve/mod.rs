@@ -5,25 +5,26 @@
 pub mod http;
 pub mod metrics;
 pub mod schedule;
+mod status;
+mod watch;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
-use sha2::{Digest, Sha256};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 
+use self::http::App;
 use self::metrics::Metrics;
+use self::schedule::{Event, EventFn, Scheduler, Shard};
+use self::watch::{config_hash, files_key, Daemon, FileCache, FileStamp, Source};
 use crate::cli::exit;
 use crate::run::RunControl;
-use crate::scenario::load::expand_paths as expand;
-use crate::scenario::{load_paths, LoadOptions, LoadedScenario};
-use crate::serve::http::{App, ReloadState};
-use crate::serve::schedule::{Event, EventFn, Scheduler, Shard};
+use crate::scenario::LoadedScenario;
 
 /// Default port of the endpoints (`--listen`).
 pub const DEFAULT_PORT: u16 = 9478;
@@ -101,185 +102,6 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
 }
 
-/// What a (re)load needs.
-#[derive(Debug, Clone)]
-struct Source {
-    paths: Vec<PathBuf>,
-    vars: BTreeMap<String, String>,
-    shard: Option<Shard>,
-    labels: Vec<(String, String)>,
-}
-
-impl Source {
-    /// Loads, validates and shards the scenarios; every problem as one message.
-    fn load(&self, check_secrets: bool) -> Result<Vec<LoadedScenario>, Vec<String>> {
-        let opts = LoadOptions {
-            vars: self.vars.clone(),
-            check_secrets,
-        };
-        let all = load_paths(&self.paths, &opts)
-            .map_err(|diags| diags.iter().map(|d| d.to_string()).collect::<Vec<_>>())?;
-        let set: Vec<LoadedScenario> = match self.shard {
-            Some(shard) => all
-                .into_iter()
-                .filter(|s| shard.contains(s.name()))
-                .collect(),
-            None => all,
-        };
-        metrics::check_label_collisions(&set, &self.labels)
-            .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-        Ok(set)
-    }
-
-    /// (path, mtime, size, content hash) of every scenario file; a change means reload.
-    fn fingerprint(&self, cache: &mut FileCache) -> Vec<FileStamp> {
-        let files = match expand(&self.paths) {
-            Ok(f) => f,
-            Err(d) => {
-                return vec![FileStamp {
-                    path: PathBuf::new(),
-                    modified: None,
-                    size: 0,
-                    hash: d.to_string(),
-                }]
-            }
-        };
-        files.into_iter().map(|p| cache.stamp(p)).collect()
-    }
-}
-
-/// The scenario files' paths and content hashes as one text: what a reload compares, and
-/// what [`config_hash`] digests.
-fn files_key(stamps: &[FileStamp]) -> String {
-    stamps
-        .iter()
-        .map(|f| format!("{}\0{}\n", f.path.display(), f.hash))
-        .collect()
-}
-
-/// The `hash` of `flowprobe_config_info`: 12 hex digits of the SHA-256 of [`files_key`], the
-/// same for every replica that loaded the same files from the same paths.
-fn config_hash(files_key: &str) -> String {
-    let digest = hex::encode(Sha256::digest(files_key.as_bytes()));
-    digest[..12].to_string()
-}
-
-/// One scenario file's state, as polled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp {
-    path: PathBuf,
-    modified: Option<SystemTime>,
-    size: u64,
-    hash: String,
-}
-
-/// Content hashes by (path, resolved path, mtime, size), so unchanged files are not re-read.
-/// The resolved path changes when a ConfigMap swaps its `..data` symlink.
-#[derive(Debug, Default)]
-struct FileCache {
-    entries: BTreeMap<PathBuf, (PathBuf, Option<SystemTime>, u64, String)>,
-}
-
-impl FileCache {
-    fn stamp(&mut self, path: PathBuf) -> FileStamp {
-        let meta = std::fs::metadata(&path).ok();
-        let modified = meta.as_ref().and_then(|m| m.modified().ok());
-        let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
-        let resolved = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        let hash = match self.entries.get(&path) {
-            Some((r, m, s, h)) if *r == resolved && *m == modified && *s == size => h.clone(),
-            _ => {
-                let h = std::fs::read(&path)
-                    .map(|bytes| hex::encode(Sha256::digest(&bytes)))
-                    .unwrap_or_else(|e| format!("unreadable: {e}"));
-                self.entries
-                    .insert(path.clone(), (resolved, modified, size, h.clone()));
-                h
-            }
-        };
-        FileStamp {
-            path,
-            modified,
-            size,
-            hash,
-        }
-    }
-}
-
-/// Everything the reload path touches.
-struct Daemon {
-    source: Source,
-    app: Arc<App>,
-    scheduler: Scheduler,
-}
-
-impl Daemon {
-    /// Applies a validated set: metrics first (series at 0 before any run), then status, then
-    /// the scheduler.
-    fn apply(&self, set: Vec<LoadedScenario>) {
-        self.app.metrics.sync(&set);
-        self.app.sync(&set);
-        self.scheduler
-            .apply(set.into_iter().map(Arc::new).collect());
-    }
-
-    /// Loads the scenarios again; an invalid set leaves the running one in place. The same
-    /// rejected files reloaded again (SIGHUP after a rejected edit) are not a new rejection:
-    /// counted and logged as an error once.
-    async fn reload(&self, why: &str) {
-        let source = self.source.clone();
-        // Secrets were checked at start-up; from now on a missing one fails runs (reason
-        // `config`) instead of blocking every other change.
-        let result = tokio::task::spawn_blocking(move || {
-            // The files' paths and content hashes (not their mtimes), taken before loading as at
-            // start-up: a change made while loading is seen by the next poll.
-            let files = files_key(&source.fingerprint(&mut FileCache::default()));
-            (source.load(false), files)
-        })
-        .await
-        .unwrap_or_else(|e| (Err(vec![format!("reload task failed: {e}")]), String::new()));
-        match result {
-            (Ok(set), files) => {
-                let n = set.len();
-                self.apply(set);
-                self.app.metrics.record_reload(true);
-                self.app.metrics.set_config(&config_hash(&files));
-                self.app.set_reload(ReloadState {
-                    at: SystemTime::now(),
-                    success: true,
-                    errors: Vec::new(),
-                    rejected_files: None,
-                });
-                tracing::info!(trigger = why, scenarios = n, "scenarios reloaded");
-            }
-            (Err(errors), files) => {
-                let already_rejected = self
-                    .app
-                    .last_reload()
-                    .and_then(|r| r.rejected_files)
-                    .is_some_and(|previous| !files.is_empty() && previous == files);
-                if already_rejected {
-                    tracing::debug!(
-                        trigger = why,
-                        "reload skipped: these files were rejected already and have not changed"
-                    );
-                    return;
-                }
-                self.app.metrics.record_reload(false);
-                for e in &errors {
-                    tracing::error!(trigger = why, error = %e, "reload rejected; the previous scenarios keep running");
-                }
-                self.app.set_reload(ReloadState {
-                    at: SystemTime::now(),
-                    success: false,
-                    errors,
-                    rejected_files: Some(files),
-                });
-            }
-        }
-    }
-}
-
 /// Wall-clock time of a tokio instant (for /status).
 fn wall(at: Instant) -> SystemTime {
     let now = Instant::now();
@@ -335,44 +157,119 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
     };
     // Stamped before loading: a change made while loading is seen by the first poll.
     let mut cache = FileCache::default();
-    let mut stamps = source.fingerprint(&mut cache);
-    let initial = match source.load(true) {
+    let stamps = source.fingerprint(&mut cache);
+    let initial = match load_initial(&source) {
         Ok(set) => set,
-        Err(errors) => {
-            eprint!(
-                "{}",
-                crate::scenario::diagnostic::render_all(&errors, "nothing was started")
-            );
-            return Ok(exit::INVALID);
-        }
+        Err(code) => return Ok(code),
     };
-    let buckets = args.buckets.map(|b| b.0).unwrap_or_default();
+    let (metrics, listener, signals) = match open(&args).await {
+        Ok(opened) => opened,
+        Err(code) => return Ok(code),
+    };
+    let (daemon, control) = start(&args, source, initial, metrics, &stamps, &listener).await;
+
+    let (stop_tx, server_stop) = tokio::sync::watch::channel(false);
+    let limits = crate::serve::http::ServerLimits {
+        header_read_timeout: args.header_read_timeout,
+        max_connections: args.max_connections as usize,
+    };
+    let server = tokio::spawn(crate::serve::http::serve_http(
+        listener,
+        daemon.app.clone(),
+        limits,
+        server_stop,
+    ));
+    let Signals {
+        mut term,
+        mut int,
+        hup,
+    } = signals;
+    let watcher = watch::spawn_watcher(daemon.clone(), hup, args.watch_interval, cache, stamps);
+
+    let signal_name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = signal_name,
+        grace_s = args.shutdown_grace.as_secs_f64(),
+        "shutting down: no new runs; waiting for runs in flight"
+    );
+    daemon.app.set_ready(false);
+    watcher.abort();
+    drain(&daemon, &control, &args).await;
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server error"),
+        Err(_) => tracing::warn!("HTTP server did not stop within 5s"),
+        _ => {}
+    }
+    Ok(exit::OK)
+}
+
+/// The first load, secrets checked; on errors, prints them and gives the exit code.
+fn load_initial(source: &Source) -> Result<Vec<LoadedScenario>, i32> {
+    source.load(true).map_err(|errors| {
+        eprint!(
+            "{}",
+            crate::scenario::diagnostic::render_all(&errors, "nothing was started")
+        );
+        exit::INVALID
+    })
+}
+
+/// The signals the daemon answers: SIGTERM and SIGINT stop it, SIGHUP reloads.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+/// The metrics, the listening socket and the signal handlers; on failure, prints why and
+/// gives the exit code.
+async fn open(args: &ServeArgs) -> Result<(Arc<Metrics>, TcpListener, Signals), i32> {
+    let buckets = args
+        .buckets
+        .as_ref()
+        .map(|b| b.0.clone())
+        .unwrap_or_default();
     let metrics = match Metrics::new(&args.labels, &buckets) {
         Ok(m) => Arc::new(m),
         Err(e) => {
             eprintln!("{e}");
-            return Ok(exit::INVALID);
+            return Err(exit::INVALID);
         }
     };
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+    let listener = match TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("cannot listen on {}: {e}", args.listen);
-            return Ok(exit::FAILED);
+            return Err(exit::FAILED);
         }
     };
-    let (mut term, mut int, mut hup) = match (
+    match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     ) {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        (Ok(term), Ok(int), Ok(hup)) => Ok((metrics, listener, Signals { term, int, hup })),
         _ => {
             eprintln!("cannot install signal handlers");
-            return Ok(exit::FAILED);
+            Err(exit::FAILED)
         }
-    };
+    }
+}
 
+/// Builds the daemon, applies the first set and marks it ready; gives the daemon and the
+/// control that cancels its runs.
+async fn start(
+    args: &ServeArgs,
+    source: Source,
+    initial: Vec<LoadedScenario>,
+    metrics: Arc<Metrics>,
+    stamps: &[FileStamp],
+    listener: &TcpListener,
+) -> (Arc<Daemon>, RunControl) {
     let app = Arc::new(App::new(metrics, args.shard));
     let control = RunControl {
         cleanup_grace: args.cleanup_grace,
@@ -392,7 +289,7 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
     // Read before the first run, so that no run's duration includes it.
     let _ = tokio::task::spawn_blocking(crate::run::warm_up).await;
     daemon.apply(initial);
-    app.metrics.set_config(&config_hash(&files_key(&stamps)));
+    app.metrics.set_config(&config_hash(&files_key(stamps)));
     app.set_ready(true);
     let local = listener.local_addr().unwrap_or(args.listen);
     tracing::info!(
@@ -404,80 +301,26 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
     if count == 0 {
         tracing::warn!("no scenario belongs to this shard; serving metrics only");
     }
+    (daemon, control)
+}
 
-    let (stop_tx, server_stop) = tokio::sync::watch::channel(false);
-    let limits = crate::serve::http::ServerLimits {
-        header_read_timeout: args.header_read_timeout,
-        max_connections: args.max_connections as usize,
-    };
-    let server = tokio::spawn(crate::serve::http::serve_http(
-        listener,
-        app,
-        limits,
-        server_stop,
-    ));
-
-    // Reloads: SIGHUP, or a changed fingerprint of the scenario files.
-    let watcher = {
-        let daemon = daemon.clone();
-        let watch_every = args.watch_interval;
-        tokio::spawn(async move {
-            loop {
-                let trigger = tokio::select! {
-                    Some(()) = hup.recv() => "SIGHUP",
-                    _ = tokio::time::sleep(watch_every), if !watch_every.is_zero() => {
-                        let source = daemon.source.clone();
-                        let (new, c) = tokio::task::spawn_blocking(move || {
-                            let s = source.fingerprint(&mut cache);
-                            (s, cache)
-                        })
-                        .await
-                        .unwrap_or_else(|_| (stamps.clone(), FileCache::default()));
-                        cache = c;
-                        if new == stamps {
-                            continue;
-                        }
-                        stamps = new;
-                        "file change"
-                    }
-                };
-                daemon.reload(trigger).await;
-            }
-        })
-    };
-
-    let signal_name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(
-        signal = signal_name,
-        grace_s = args.shutdown_grace.as_secs_f64(),
-        "shutting down: no new runs; waiting for runs in flight"
-    );
-    daemon.app.set_ready(false);
-    watcher.abort();
+/// Waits for the runs in flight within the shutdown grace; then cancels the rest and gives
+/// their clean-up the clean-up grace.
+async fn drain(daemon: &Daemon, control: &RunControl, args: &ServeArgs) {
     if daemon.scheduler.shutdown(args.shutdown_grace).await {
         tracing::info!("all runs finished");
+        return;
+    }
+    tracing::warn!(
+        cleanup_grace_s = args.cleanup_grace.as_secs_f64(),
+        "runs still going after the shutdown grace; cancelling them, their clean-up still runs"
+    );
+    control.cancel.cancel();
+    // A little over the clean-up grace: the runs' own bound fires first.
+    let limit = args.cleanup_grace + Duration::from_secs(1);
+    if daemon.scheduler.wait_drained(limit).await {
+        tracing::info!("cancelled runs cleaned up");
     } else {
-        tracing::warn!(
-            cleanup_grace_s = args.cleanup_grace.as_secs_f64(),
-            "runs still going after the shutdown grace; cancelling them, their clean-up still runs"
-        );
-        control.cancel.cancel();
-        // A little over the clean-up grace: the runs' own bound fires first.
-        let limit = args.cleanup_grace + Duration::from_secs(1);
-        if daemon.scheduler.wait_drained(limit).await {
-            tracing::info!("cancelled runs cleaned up");
-        } else {
-            tracing::warn!("runs still going after the clean-up grace; exiting anyway");
-        }
+        tracing::warn!("runs still going after the clean-up grace; exiting anyway");
     }
-    let _ = stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server error"),
-        Err(_) => tracing::warn!("HTTP server did not stop within 5s"),
-        _ => {}
-    }
-    Ok(exit::OK)
 }

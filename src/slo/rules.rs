@@ -87,14 +87,14 @@ pub struct ScenarioSlo<'a> {
 }
 
 /// One SLI (availability or latency) ready for rule generation.
-struct Sli<'a> {
+struct Sli {
     kind: &'static str,
     alert: &'static str,
     objective: f64,
     /// Recorded series name for a window.
     series: fn(Duration) -> String,
     /// PromQL counting bad runs over a range, for the minimum-runs guard.
-    bad_runs: &'a dyn Fn(&str) -> String,
+    bad_runs: Box<dyn Fn(&str) -> String>,
     /// Sentence stating the objective, for annotations.
     objective_text: String,
     /// What a bad run is, plural (`failed runs`, `runs slower than 2.5s`).
@@ -113,93 +113,13 @@ fn sum_over(func: &str, metric: &str, sel: &str, range: &str) -> String {
 /// Recording rules, burn alerts and objectives of a scenario with an `slo:` block.
 pub fn slo_group(s: &ScenarioSlo, slo: &crate::scenario::model::Slo) -> (Group, Vec<String>) {
     let name = s.name;
-    let all = selector(name, "");
-    let failed = selector(name, ",outcome=\"failure\"");
-    let mut rules = Vec::new();
-    let mut warnings = Vec::new();
-
-    for w in WINDOWS {
-        let r = prom_duration(w);
-        rules.push(record(
-            name,
-            failure_ratio(w),
-            format!(
-                "{}\n/\n{}",
-                sum_over("rate", RUNS_TOTAL, &failed, &r),
-                sum_over("rate", RUNS_TOTAL, &all, &r)
-            ),
-        ));
-    }
-    rules.push(record(
-        name,
-        AVAILABILITY_OBJECTIVE.into(),
-        format!("vector({})", number(slo.availability.0)),
-    ));
-
-    let bad_failed = |range: &str| sum_over("increase", RUNS_TOTAL, &failed, range);
-    let mut slis = vec![Sli {
-        kind: "availability",
-        alert: alerts::AVAILABILITY_BURN,
-        objective: slo.availability.0,
-        series: failure_ratio,
-        bad_runs: &bad_failed,
-        objective_text: format!(
-            "{} of runs of {name} succeed over {}",
-            percent(slo.availability.0),
-            prom_duration(slo.window.0)
-        ),
-        bad_text: "failed runs".into(),
-    }];
-
-    let bucket = format!("{RUN_DURATION}_bucket");
-    let count = format!("{RUN_DURATION}_count");
-    let (threshold_text, within) = match &slo.latency {
-        Some(l) => (
-            prom_duration(l.threshold.0),
-            selector(name, &format!(",le=\"{}\"", le_label(l.threshold.0))),
-        ),
-        None => (String::new(), String::new()),
-    };
-    let bad_slow = |range: &str| {
-        format!(
-            "(\n  {}\n  -\n  {}\n)",
-            sum_over("increase", &count, &all, range),
-            sum_over("increase", &bucket, &within, range)
-        )
-    };
+    let (mut rules, mut slis) = availability(name, slo);
     if let Some(l) = &slo.latency {
-        for w in WINDOWS {
-            let r = prom_duration(w);
-            rules.push(record(
-                name,
-                slow_ratio(w),
-                format!(
-                    "1 - (\n  {}\n  /\n  {}\n)",
-                    sum_over("rate", &bucket, &within, &r),
-                    sum_over("rate", &count, &all, &r)
-                ),
-            ));
-        }
-        rules.push(record(
-            name,
-            LATENCY_OBJECTIVE.into(),
-            format!("vector({})", number(l.objective.0)),
-        ));
-        slis.push(Sli {
-            kind: "latency",
-            alert: alerts::LATENCY_BURN,
-            objective: l.objective.0,
-            series: slow_ratio,
-            bad_runs: &bad_slow,
-            objective_text: format!(
-                "{} of runs of {name} finish within {threshold_text} over {}",
-                percent(l.objective.0),
-                prom_duration(slo.window.0)
-            ),
-            bad_text: format!("runs slower than {threshold_text}"),
-        });
+        let (records, sli) = latency(name, slo, l);
+        rules.extend(records);
+        slis.push(sli);
     }
-
+    let mut warnings = Vec::new();
     for sli in &slis {
         let p = cadence::plan(
             &format!("{name} {}", sli.kind),
@@ -219,6 +139,99 @@ pub fn slo_group(s: &ScenarioSlo, slo: &crate::scenario::model::Slo) -> (Group, 
         },
         warnings,
     )
+}
+
+/// The availability SLI of scenario `name`: its failure ratio over every window, its
+/// objective.
+fn availability(name: &str, slo: &crate::scenario::model::Slo) -> (Vec<Rule>, Vec<Sli>) {
+    let all = selector(name, "");
+    let failed = selector(name, ",outcome=\"failure\"");
+    let mut rules = Vec::new();
+    for w in WINDOWS {
+        let r = prom_duration(w);
+        rules.push(record(
+            name,
+            failure_ratio(w),
+            format!(
+                "{}\n/\n{}",
+                sum_over("rate", RUNS_TOTAL, &failed, &r),
+                sum_over("rate", RUNS_TOTAL, &all, &r)
+            ),
+        ));
+    }
+    rules.push(record(
+        name,
+        AVAILABILITY_OBJECTIVE.into(),
+        format!("vector({})", number(slo.availability.0)),
+    ));
+    let bad_failed = move |range: &str| sum_over("increase", RUNS_TOTAL, &failed, range);
+    let sli = Sli {
+        kind: "availability",
+        alert: alerts::AVAILABILITY_BURN,
+        objective: slo.availability.0,
+        series: failure_ratio,
+        bad_runs: Box::new(bad_failed),
+        objective_text: format!(
+            "{} of runs of {name} succeed over {}",
+            percent(slo.availability.0),
+            prom_duration(slo.window.0)
+        ),
+        bad_text: "failed runs".into(),
+    };
+    (rules, vec![sli])
+}
+
+/// The latency SLI of scenario `name`: the share of runs slower than the threshold over every
+/// window, its objective.
+fn latency(
+    name: &str,
+    slo: &crate::scenario::model::Slo,
+    l: &crate::scenario::model::LatencySlo,
+) -> (Vec<Rule>, Sli) {
+    let all = selector(name, "");
+    let bucket = format!("{RUN_DURATION}_bucket");
+    let count = format!("{RUN_DURATION}_count");
+    let threshold_text = prom_duration(l.threshold.0);
+    let within = selector(name, &format!(",le=\"{}\"", le_label(l.threshold.0)));
+    let mut rules = Vec::new();
+    for w in WINDOWS {
+        let r = prom_duration(w);
+        rules.push(record(
+            name,
+            slow_ratio(w),
+            format!(
+                "1 - (\n  {}\n  /\n  {}\n)",
+                sum_over("rate", &bucket, &within, &r),
+                sum_over("rate", &count, &all, &r)
+            ),
+        ));
+    }
+    rules.push(record(
+        name,
+        LATENCY_OBJECTIVE.into(),
+        format!("vector({})", number(l.objective.0)),
+    ));
+    let bad_slow = move |range: &str| {
+        format!(
+            "(\n  {}\n  -\n  {}\n)",
+            sum_over("increase", &count, &all, range),
+            sum_over("increase", &bucket, &within, range)
+        )
+    };
+    let sli = Sli {
+        kind: "latency",
+        alert: alerts::LATENCY_BURN,
+        objective: l.objective.0,
+        series: slow_ratio,
+        bad_runs: Box::new(bad_slow),
+        objective_text: format!(
+            "{} of runs of {name} finish within {threshold_text} over {}",
+            percent(l.objective.0),
+            prom_duration(slo.window.0)
+        ),
+        bad_text: format!("runs slower than {threshold_text}"),
+    };
+    (rules, sli)
 }
 
 /// A recording rule of `scenario`. The static `scenario` label repeats what the expression

@@ -467,6 +467,52 @@ pub async fn execute(
     spec: &HttpSpec,
     ctx: &StepContext<'_>,
 ) -> Result<super::Observation, StepError> {
+    let (url, shown) = request_url(spec, ctx)?;
+    let client = build_client(spec, &url, ctx)?;
+    let req = build_request(spec, &client, &url, ctx)?;
+    let started = Instant::now();
+    let mut resp = req.send().await.map_err(|e| {
+        // Without the URL: it is shown redacted, and a host name such as `tls.example.com`
+        // must not sway the classification.
+        let e = e.without_url();
+        StepError::new(classify(&e), format!("{shown}: {}", error_chain(&e)))
+    })?;
+    let first_byte = started.elapsed();
+    let mut obs = observe_head(&resp);
+    obs.add_phase("first_byte", first_byte);
+    let cap = spec.max_body.map(|s| s.0).unwrap_or(DEFAULT_MAX_BODY) as usize;
+    // Read here, not in an async helper: every async layer under a kind's execute deepens the
+    // run's future (see `run/attempt.rs`).
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = cap.saturating_sub(obs.body.len());
+                if chunk.len() > room {
+                    obs.body.extend_from_slice(&chunk[..room]);
+                    obs.body_truncated = true;
+                    break;
+                }
+                obs.body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let e = e.without_url();
+                return Err(StepError::new(
+                    classify(&e),
+                    format!("reading the body of {shown}: {}", error_chain(&e)),
+                ));
+            }
+        }
+    }
+    obs.add_phase("body", started.elapsed() - first_byte);
+    Ok(obs)
+}
+
+/// The request URL with its query parameters, and the same URL for messages.
+fn request_url(
+    spec: &HttpSpec,
+    ctx: &StepContext<'_>,
+) -> Result<(reqwest::Url, String), StepError> {
     let r = ctx.resolver;
     let raw_url = spec
         .url
@@ -491,7 +537,17 @@ pub async fn execute(
             shown.push_str(&ctx.redactor.redact(&pair));
         }
     }
-    let client = build_client(spec, &url, ctx)?;
+    Ok((url, shown))
+}
+
+/// The request: method, headers, authentication and body, rendered.
+fn build_request(
+    spec: &HttpSpec,
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    ctx: &StepContext<'_>,
+) -> Result<reqwest::RequestBuilder, StepError> {
+    let r = ctx.resolver;
     let method = spec.method.as_deref().unwrap_or("GET").to_uppercase();
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| StepError::new(Reason::Config, format!("invalid method {method}")))?;
@@ -525,14 +581,11 @@ pub async fn execute(
             req = req.form(&fields);
         }
     }
-    let started = Instant::now();
-    let mut resp = req.send().await.map_err(|e| {
-        // Without the URL: it is shown redacted, and a host name such as `tls.example.com`
-        // must not sway the classification.
-        let e = e.without_url();
-        StepError::new(classify(&e), format!("{shown}: {}", error_chain(&e)))
-    })?;
-    let first_byte = started.elapsed();
+    Ok(req)
+}
+
+/// What the response's head tells: status, headers, certificate, and the outputs.
+fn observe_head(resp: &reqwest::Response) -> super::Observation {
     let mut obs = super::Observation::default();
     obs.status = Some(resp.status().as_u16());
     obs.headers = resp
@@ -545,34 +598,10 @@ pub async fn execute(
             )
         })
         .collect();
-    obs.cert_not_after = cert_not_after(&resp);
+    obs.cert_not_after = cert_not_after(resp);
     obs.outputs
         .insert("status".into(), resp.status().as_u16().into());
     obs.outputs
         .insert("url".into(), resp.url().to_string().into());
-    obs.add_phase("first_byte", first_byte);
-    let cap = spec.max_body.map(|s| s.0).unwrap_or(DEFAULT_MAX_BODY) as usize;
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = cap.saturating_sub(obs.body.len());
-                if chunk.len() > room {
-                    obs.body.extend_from_slice(&chunk[..room]);
-                    obs.body_truncated = true;
-                    break;
-                }
-                obs.body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) => {
-                let e = e.without_url();
-                return Err(StepError::new(
-                    classify(&e),
-                    format!("reading the body of {shown}: {}", error_chain(&e)),
-                ));
-            }
-        }
-    }
-    obs.add_phase("body", started.elapsed() - first_byte);
-    Ok(obs)
+    obs
 }

@@ -193,6 +193,26 @@ impl S3Spec {
 
     /// Load-time checks beyond types; returns (field path suffix, message) pairs.
     pub fn check(&self) -> Vec<(String, String)> {
+        let mut errs = self.check_access();
+        errs.extend(self.check_tls());
+        errs.extend(self.check_operation());
+        if let Some(sw) = &self.sweep {
+            errs.extend(check_sweep(sw));
+        }
+        if let Some(p) = &self.put {
+            errs.extend(check_put(p));
+        }
+        if let Some(g) = &self.get {
+            check_checksum(&mut errs, "get.checksum", g.checksum.as_deref());
+        }
+        if let Some(p) = &self.presign {
+            errs.extend(check_presign(p));
+        }
+        errs
+    }
+
+    /// The bucket, the endpoint and the credentials.
+    fn check_access(&self) -> Vec<(String, String)> {
         let mut errs: Vec<(String, String)> = Vec::new();
         let mut err = |p: &str, m: &str| errs.push((p.to_string(), m.to_string()));
         if self.bucket.as_deref().is_none_or(str::is_empty) {
@@ -231,6 +251,13 @@ impl S3Spec {
                 );
             }
         }
+        errs
+    }
+
+    /// TLS settings the step can use.
+    fn check_tls(&self) -> Vec<(String, String)> {
+        let mut errs: Vec<(String, String)> = Vec::new();
+        let mut err = |p: &str, m: &str| errs.push((p.to_string(), m.to_string()));
         if let Some(t) = &self.tls {
             if t.cert_file.is_some() || t.key_file.is_some() {
                 err(
@@ -245,44 +272,38 @@ impl S3Spec {
                 );
             }
         }
-        let ops = self.operations();
-        match ops.len() {
-            0 if self.sweep.is_some() => {}
-            0 => err(
-                "",
-                "s3 step needs one of: put, get, head, delete, list, presign (or a sweep)",
-            ),
-            1 => {}
-            _ => err(
-                "",
-                &format!("s3 step takes one operation, got {}", ops.join(", ")),
-            ),
-        }
-        if let Some(sw) = &self.sweep {
-            if sw.prefix.trim_matches('/').is_empty() {
-                err(
-                    "sweep.prefix",
-                    "sweep needs a non-empty prefix: it deletes what it finds",
-                );
-            }
-            if sw.older_than.0.as_secs() < 60 {
-                err(
-                    "sweep.older_than",
-                    "older_than must be at least 1m, so running probes keep their objects",
-                );
-            }
-        }
-        if let Some(p) = &self.put {
-            errs.extend(check_put(p));
-        }
-        if let Some(g) = &self.get {
-            check_checksum(&mut errs, "get.checksum", g.checksum.as_deref());
-        }
-        if let Some(p) = &self.presign {
-            errs.extend(check_presign(p));
-        }
         errs
     }
+
+    /// Exactly one operation, or none beside a sweep.
+    fn check_operation(&self) -> Option<(String, String)> {
+        let ops = self.operations();
+        let message = match ops.len() {
+            0 if self.sweep.is_some() => return None,
+            0 => "s3 step needs one of: put, get, head, delete, list, presign (or a sweep)".into(),
+            1 => return None,
+            _ => format!("s3 step takes one operation, got {}", ops.join(", ")),
+        };
+        Some((String::new(), message))
+    }
+}
+
+/// A sweep deletes what it finds: a prefix, and only objects older than running probes'.
+fn check_sweep(sw: &Sweep) -> Vec<(String, String)> {
+    let mut errs = Vec::new();
+    if sw.prefix.trim_matches('/').is_empty() {
+        errs.push((
+            "sweep.prefix".into(),
+            "sweep needs a non-empty prefix: it deletes what it finds".into(),
+        ));
+    }
+    if sw.older_than.0.as_secs() < 60 {
+        errs.push((
+            "sweep.older_than".into(),
+            "older_than must be at least 1m, so running probes keep their objects".into(),
+        ));
+    }
+    errs
 }
 
 fn check_checksum(errs: &mut Vec<(String, String)>, path: &str, c: Option<&str>) {

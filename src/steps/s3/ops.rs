@@ -209,35 +209,7 @@ async fn multipart(
             )
         })?
         .to_string();
-    // Parts of an unfinished upload take space without showing in listings: abort it in the
-    // clean-up unless it completed.
-    let completed = Arc::new(AtomicBool::new(false));
-    {
-        let (client, bucket, key, id, done) = (
-            s3.client.clone(),
-            s3.bucket.clone(),
-            key.to_string(),
-            upload_id.clone(),
-            completed.clone(),
-        );
-        ctx.cleanups.register(
-            format!("s3 abort multipart upload {at}"),
-            move || async move {
-                if done.load(Ordering::SeqCst) {
-                    return Ok(());
-                }
-                client
-                    .abort_multipart_upload()
-                    .bucket(&bucket)
-                    .key(&key)
-                    .upload_id(&id)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| error_chain(&e))
-            },
-        );
-    }
+    let completed = abort_unless_completed(s3, key, &upload_id, &at, ctx);
     let t = Instant::now();
     let mut parts = Vec::new();
     let mut number = 0;
@@ -283,6 +255,43 @@ async fn multipart(
     completed.store(true, Ordering::SeqCst);
     obs.add_phase("complete", t.elapsed());
     Ok((out.e_tag().map(strip_quotes), count))
+}
+
+/// Parts of an unfinished upload take space without showing in listings: the clean-up aborts
+/// the upload unless the returned flag was set when it completed.
+fn abort_unless_completed(
+    s3: &S3,
+    key: &str,
+    upload_id: &str,
+    at: &str,
+    ctx: &StepContext<'_>,
+) -> Arc<AtomicBool> {
+    let completed = Arc::new(AtomicBool::new(false));
+    let (client, bucket, key, id, done) = (
+        s3.client.clone(),
+        s3.bucket.clone(),
+        key.to_string(),
+        upload_id.to_string(),
+        completed.clone(),
+    );
+    ctx.cleanups.register(
+        format!("s3 abort multipart upload {at}"),
+        move || async move {
+            if done.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            client
+                .abort_multipart_upload()
+                .bucket(&bucket)
+                .key(&key)
+                .upload_id(&id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| error_chain(&e))
+        },
+    );
+    completed
 }
 
 /// The checksum a read is compared with, and where it comes from.

@@ -143,7 +143,6 @@ pub async fn run(
     ctx: &StepContext<'_>,
     obs: &mut Observation,
 ) -> Result<(), StepError> {
-    let r = ctx.resolver;
     let run = run_id(ctx)?;
     let put = op
         .method
@@ -151,7 +150,7 @@ pub async fn run(
         .unwrap_or("GET")
         .eq_ignore_ascii_case("PUT");
     let key = match &op.key {
-        Some(k) => render_config(k, r)?,
+        Some(k) => render_config(k, ctx.resolver)?,
         None if put => default_key(&run),
         None => {
             return Err(StepError::new(
@@ -163,15 +162,49 @@ pub async fn run(
     let at = s3.at(&key);
     let expiry = PresigningConfig::expires_in(op.expires_in.map(|d| d.0).unwrap_or(DEFAULT_EXPIRY))
         .map_err(|e| StepError::new(Reason::Config, format!("presign {at}: {e}")))?;
-    let http = http_client(op, tls, ctx)?;
-    let t = Instant::now();
+    let presigned = Presigned {
+        s3,
+        ctx,
+        http: http_client(op, tls, ctx)?,
+        expiry,
+        started: Instant::now(),
+        run,
+        key,
+        at,
+    };
     if put {
+        presigned.put(op, obs).await?;
+    } else {
+        presigned.get(op, obs).await?;
+    }
+    obs.outputs.insert("key".into(), json!(presigned.key));
+    Ok(())
+}
+
+/// A presigned request about to be signed and sent.
+struct Presigned<'a, 'c> {
+    s3: &'a S3,
+    ctx: &'a StepContext<'c>,
+    http: reqwest::Client,
+    expiry: PresigningConfig,
+    /// When the step began: the `presign` phase counts from here.
+    started: Instant,
+    run: String,
+    key: String,
+    /// The object, for messages.
+    at: String,
+}
+
+impl Presigned<'_, '_> {
+    /// Uploads the payload through a presigned PUT; the clean-up deletes it.
+    async fn put(&self, op: &PresignOp, obs: &mut Observation) -> Result<(), StepError> {
+        let (s3, ctx, key) = (self.s3, self.ctx, &self.key);
         let content_type = op
             .content_type
             .as_deref()
-            .map(|c| render_config(c, r))
+            .map(|c| render_config(c, ctx.resolver))
             .transpose()?;
-        let mut payload = payload_of(op.body.as_deref(), op.size, r)?;
+        let mut payload = payload_of(op.body.as_deref(), op.size, ctx.resolver)?;
         let size = payload.size();
         let body = payload.next_chunk(size as usize).unwrap_or_default();
         let sha256 = payload.finish();
@@ -179,48 +212,45 @@ pub async fn run(
             .client
             .put_object()
             .bucket(&s3.bucket)
-            .key(&key)
+            .key(key)
             .set_content_type(content_type)
-            .presigned(expiry.clone())
+            .presigned(self.expiry.clone())
             .await
-            .map_err(|e| sdk_error("presign PutObject", &at, &e))?;
+            .map_err(|e| sdk_error("presign PutObject", &self.at, &e))?;
         redact_signature(&req, ctx.redactor);
-        obs.add_phase("presign", t.elapsed());
+        obs.add_phase("presign", self.started.elapsed());
         let what = format!("presigned PUT {}", shown(req.uri()));
-        delete_later(s3, &http, expiry, ctx, &run, &key);
+        delete_later(s3, &self.http, self.expiry.clone(), ctx, &self.run, key);
         let t = Instant::now();
-        let resp = check_status(send(&http, &req, Some(body), &what).await?, &what).await?;
+        let resp = check_status(send(&self.http, &req, Some(body), &what).await?, &what).await?;
         obs.add_phase("upload", t.elapsed());
-        obs.status = Some(resp.status().as_u16());
-        if let Some(e) = resp.headers().get("etag").and_then(|v| v.to_str().ok()) {
-            obs.outputs
-                .insert("etag".into(), e.trim_matches('"').into());
-        }
-        remember_put(s3, ctx, &run, &key, &sha256, size);
+        observe_status(&resp, obs);
+        remember_put(s3, ctx, &self.run, key, &sha256, size);
         obs.outputs.insert("size".into(), size.into());
         obs.outputs.insert("checksum".into(), sha256.into());
-    } else {
-        let expected = expected_checksum(op.checksum.as_deref(), s3, &key, ctx)?;
+        Ok(())
+    }
+
+    /// Downloads the object through a presigned GET and verifies its checksum.
+    async fn get(&self, op: &PresignOp, obs: &mut Observation) -> Result<(), StepError> {
+        let (s3, key) = (self.s3, &self.key);
+        let expected = expected_checksum(op.checksum.as_deref(), s3, key, self.ctx)?;
         let req = s3
             .client
             .get_object()
             .bucket(&s3.bucket)
-            .key(&key)
-            .presigned(expiry)
+            .key(key)
+            .presigned(self.expiry.clone())
             .await
-            .map_err(|e| sdk_error("presign GetObject", &at, &e))?;
-        redact_signature(&req, ctx.redactor);
-        obs.add_phase("presign", t.elapsed());
+            .map_err(|e| sdk_error("presign GetObject", &self.at, &e))?;
+        redact_signature(&req, self.ctx.redactor);
+        obs.add_phase("presign", self.started.elapsed());
         let what = format!("presigned GET {}", shown(req.uri()));
         let t = Instant::now();
-        let mut resp = check_status(send(&http, &req, None, &what).await?, &what).await?;
+        let mut resp = check_status(send(&self.http, &req, None, &what).await?, &what).await?;
         let first_byte = t.elapsed();
         obs.add_phase("first_byte", first_byte);
-        obs.status = Some(resp.status().as_u16());
-        if let Some(e) = resp.headers().get("etag").and_then(|v| v.to_str().ok()) {
-            obs.outputs
-                .insert("etag".into(), e.trim_matches('"').into());
-        }
+        observe_status(&resp, obs);
         let mut digest = Digester::new(MAX_BODY);
         loop {
             match resp.chunk().await {
@@ -242,9 +272,17 @@ pub async fn run(
         obs.body_truncated = truncated;
         obs.outputs.insert("size".into(), size.into());
         obs.outputs.insert("checksum".into(), sha256.into());
+        Ok(())
     }
-    obs.outputs.insert("key".into(), json!(key));
-    Ok(())
+}
+
+/// The status and the `etag` output of a presigned request's answer.
+fn observe_status(resp: &reqwest::Response, obs: &mut Observation) {
+    obs.status = Some(resp.status().as_u16());
+    if let Some(e) = resp.headers().get("etag").and_then(|v| v.to_str().ok()) {
+        obs.outputs
+            .insert("etag".into(), e.trim_matches('"').into());
+    }
 }
 
 /// Deletes an object put through a presigned URL with a presigned DELETE over the same path
