@@ -6,6 +6,7 @@ pub mod load;
 pub mod location;
 pub mod model;
 pub mod ranges;
+pub mod yaml;
 
 pub use diagnostic::Diagnostic;
 pub use load::{
