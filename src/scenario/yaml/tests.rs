@@ -92,6 +92,16 @@ fn columns_count_characters_and_indexes_count_bytes() {
 }
 
 #[test]
+fn a_byte_order_mark_is_not_part_of_the_first_key() {
+    let src = "\u{feff}name: x\nb: 'y'\n";
+    let root = node(src);
+    let top = entries(&root);
+    assert_eq!(top[0].0.scalar(), Some("name"));
+    assert_eq!((at(&top[0].0), top[0].0.mark.index), ((1, 2), 3));
+    assert_eq!((at(&top[1].1), &src[top[1].1.mark.index..][..1]), ((2, 4), "'"));
+}
+
+#[test]
 fn an_empty_value_points_at_its_key_and_an_empty_file_is_null() {
     let root = node("a:\nb: 1\n");
     let a = &entries(&root)[0];
@@ -285,6 +295,39 @@ fn quoted_and_str_tagged_scalars_are_strings() {
     );
     let e = errors_of::<Typed>("port: !custom 1\ntext: x\nratio: 1\non: true\n");
     assert!(e[0].3.contains("tag `!custom` is not supported"), "{e:?}");
+}
+
+#[test]
+fn enum_variants_are_checked_where_they_are_written() {
+    let e = errors_of::<Typed>("port: 1\ntext: x\nratio: 1\non: true\nflow: pasword\nshape: {Square: 1}\n");
+    assert_eq!(
+        e,
+        [
+            (
+                "flow".to_string(),
+                5,
+                7,
+                "unknown variant `pasword`, expected `authorization_code` or `password`".to_string()
+            ),
+            (
+                "shape".to_string(),
+                6,
+                9,
+                "unknown variant `Square`, expected `Circle` or `Rect`".to_string()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_capture_map_reports_its_unknown_key_with_a_suggestion_as_data() {
+    let src = "name: x\nsteps:\n  - name: a\n    http: {url: 'https://x/'}\n    capture:\n      t: {query: body, secrte: true}\n";
+    let errors = from_str::<Scenario>(src).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!((errors[0].line, errors[0].column), (6, 24));
+    assert_eq!(errors[0].path, "steps[0].capture.t");
+    let unknown = errors[0].unknown_field.as_ref().expect("structured");
+    assert_eq!((unknown.field.as_str(), unknown.expected), ("secrte", &["query", "secret"][..]));
 }
 
 #[test]

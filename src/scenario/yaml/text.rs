@@ -27,10 +27,13 @@ pub(super) struct TextMap<'a> {
     /// Byte offset of every `STRIDE`th character (empty when the text is ASCII).
     checkpoints: Vec<usize>,
     chars: usize,
+    /// Characters before the text yaml-rust2 reads (a byte order mark it would keep).
+    skipped: usize,
 }
 
 impl<'a> TextMap<'a> {
-    pub(super) fn new(src: &'a str) -> Self {
+    /// The map of `src`, of which yaml-rust2 reads all but the first `skipped` characters.
+    pub(super) fn new(src: &'a str, skipped: usize) -> Self {
         let mut line_bytes = vec![0];
         line_bytes.extend(src.match_indices('\n').map(|(i, _)| i + 1));
         let (mut line_chars, mut checkpoints, mut chars) = (Vec::new(), Vec::new(), src.len());
@@ -53,6 +56,7 @@ impl<'a> TextMap<'a> {
             line_chars,
             checkpoints,
             chars,
+            skipped,
         }
     }
 
@@ -62,7 +66,7 @@ impl<'a> TextMap<'a> {
 
     /// True when the marker is at (or past) the end of the text.
     pub(super) fn at_end(&self, m: &Marker) -> bool {
-        m.index() >= self.chars
+        m.index() + self.skipped >= self.chars
     }
 
     /// Byte offset of the character at character offset `ci`.
@@ -91,7 +95,7 @@ impl<'a> TextMap<'a> {
 
     /// The place of a marker; past the last line it is the end of the last line.
     pub(super) fn mark(&self, m: &Marker) -> Mark {
-        let ci = m.index().min(self.chars);
+        let ci = (m.index() + self.skipped).min(self.chars);
         let index = self.byte_of(ci);
         let line = self.line_bytes.partition_point(|&s| s <= index);
         if line > self.line_count() {

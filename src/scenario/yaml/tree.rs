@@ -93,8 +93,13 @@ impl Node {
 
 /// Parses one YAML document. An empty text is a null node.
 pub fn parse(src: &str) -> Result<Node, SyntaxError> {
-    let mut b = Builder::new(src);
-    let mut parser = Parser::new_from_str(src);
+    // yaml-rust2 would read a byte order mark as part of the first key.
+    let (body, skipped) = match src.strip_prefix('\u{feff}') {
+        Some(rest) => (rest, 1),
+        None => (src, 0),
+    };
+    let mut b = Builder::new(src, skipped);
+    let mut parser = Parser::new_from_str(body);
     loop {
         let (event, marker) = parser.next_token().map_err(|e| b.scan_error(&e))?;
         if let Some(root) = b.on_event(event, &marker)? {
@@ -156,9 +161,9 @@ fn tag_text(tag: Option<Tag>) -> Option<Box<str>> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(src: &'a str) -> Self {
+    fn new(src: &'a str, skipped: usize) -> Self {
         Builder {
-            text: TextMap::new(src),
+            text: TextMap::new(src, skipped),
             stack: Vec::new(),
             root: None,
             documents: 0,
