@@ -6,7 +6,8 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use flowprobe::scenario::load::load_source;
-use flowprobe::scenario::LoadOptions;
+use flowprobe::scenario::location::LocationIndex;
+use flowprobe::scenario::{yaml, LoadOptions};
 
 const MIB: usize = 1 << 20;
 
@@ -60,15 +61,19 @@ fn scenario(size: usize, typos: bool) -> (String, usize) {
     (out, steps)
 }
 
-/// Time of the two passes over the text alone: serde's, and the location index's.
-fn time_passes(src: &str) -> (Duration, Duration) {
+/// Time of the passes over the text alone: the one parse into nodes, their deserialization,
+/// and the location index built from the same nodes.
+fn time_passes(src: &str) -> (Duration, Duration, Duration) {
     let start = Instant::now();
-    let parsed: Result<flowprobe::scenario::Scenario, _> = serde_yaml::from_str(src);
-    let serde = start.elapsed();
+    let root = yaml::parse(src).expect("the generated scenario parses");
+    let parse = start.elapsed();
+    let start = Instant::now();
+    let parsed: Result<flowprobe::scenario::Scenario, _> = yaml::from_node(&root);
+    let deserialize = start.elapsed();
     assert!(parsed.is_ok(), "the generated scenario deserializes");
     let start = Instant::now();
-    let _ = flowprobe::scenario::location::LocationIndex::build(src);
-    (serde, start.elapsed())
+    let _ = LocationIndex::build(&root);
+    (parse, deserialize, start.elapsed())
 }
 
 fn time_validation(src: &str) -> (Duration, Result<usize, usize>) {
@@ -80,24 +85,25 @@ fn time_validation(src: &str) -> (Duration, Result<usize, usize>) {
 
 fn main() {
     println!(
-        "{:<8} {:<7} {:>7} {:>10} {:>9} {:>9} {:>9}  result",
-        "size", "kind", "steps", "bytes", "validate", "(serde", "locate)"
+        "{:<8} {:<7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9}  result",
+        "size", "kind", "steps", "bytes", "validate", "(parse", "deser", "locate)"
     );
     for (label, size) in [("1 MiB", MIB), ("5 MiB", 5 * MIB)] {
         for typos in [false, true] {
             let (src, steps) = scenario(size, typos);
             let (elapsed, result) = time_validation(&src);
-            let (serde, locate) = time_passes(&src);
+            let (parse, deserialize, locate) = time_passes(&src);
             let kind = if typos { "typos" } else { "valid" };
             let outcome = match result {
                 Ok(n) => format!("ok, {n} steps"),
                 Err(n) => format!("{n} errors"),
             };
             println!(
-                "{label:<8} {kind:<7} {steps:>7} {:>10} {:>8.2}s {:>8.2}s {:>8.2}s  {outcome}",
+                "{label:<8} {kind:<7} {steps:>7} {:>10} {:>8.2}s {:>8.2}s {:>8.2}s {:>8.2}s  {outcome}",
                 src.len(),
                 elapsed.as_secs_f64(),
-                serde.as_secs_f64(),
+                parse.as_secs_f64(),
+                deserialize.as_secs_f64(),
                 locate.as_secs_f64()
             );
         }

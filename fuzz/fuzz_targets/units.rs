@@ -2,6 +2,7 @@
 //! range or fail, and what is formatted parses again.
 #![no_main]
 
+use flowprobe::scenario::yaml::from_str;
 use flowprobe::units::{
     format_duration, format_size, parse_duration, parse_size, Dur, Size, MAX_DURATION, MAX_SIZE,
 };
@@ -17,10 +18,10 @@ fuzz_target!(|text: &str| {
         let formatted = format_size(n);
         assert!(parse_size(&formatted).is_ok(), "{formatted} does not parse");
     }
-    if let Ok(Dur(d)) = serde_yaml::from_str::<Dur>(text) {
+    if let Ok(Dur(d)) = from_str::<Dur>(text) {
         assert!(d <= MAX_DURATION);
     }
-    if let Ok(Size(n)) = serde_yaml::from_str::<Size>(text) {
+    if let Ok(Size(n)) = from_str::<Size>(text) {
         assert!(n <= MAX_SIZE);
     }
 });

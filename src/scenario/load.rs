@@ -3,15 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-use regex::Regex;
 
 use super::check::{split_hint, Checker, SUGGESTIONS_PER_FILE};
 use super::diagnostic::{Diagnostic, SourceLines};
 use super::location::LocationIndex;
 use super::model::Scenario;
 use super::validated::LoadedScenario;
+use super::yaml::{self, SyntaxError, YamlError};
 use crate::suggest::closest;
 
 /// What the loader needs besides the files.
@@ -121,8 +119,10 @@ pub fn load_paths(
             Ok(mut sc) => {
                 sc.file = file.clone();
                 if let Some(first) = seen_names.get(&sc.name) {
-                    let idx = LocationIndex::build(src);
-                    let pos = idx.nearest("name");
+                    // The file parsed a moment ago; only this rare error reads it again.
+                    let pos = yaml::parse(src)
+                        .map(|root| LocationIndex::build(&root).nearest("name"))
+                        .unwrap_or_else(|_| LocationIndex::default().nearest("name"));
                     errors.push(Diagnostic::new(
                         &display,
                         src,
@@ -186,49 +186,39 @@ pub fn load_bytes(
     load_source(file, src, opts)
 }
 
-static LOCATION_MARK: OnceLock<Regex> = OnceLock::new();
-
-/// Turns a serde_yaml error into a diagnostic with its location and a "did you mean".
-fn yaml_error(file: &str, src: &str, e: &serde_yaml::Error) -> Diagnostic {
-    let re = LOCATION_MARK
-        .get_or_init(|| Regex::new(r" at line (\d+) column (\d+)").expect("static regex is valid"));
-    let text = e.to_string();
-    // The location is shown as file:line:column; the text need not repeat it.
-    let (message, own_hint) = split_hint(re.replace_all(&text, "").to_string(), None);
-    let (mut line, mut column) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((1, 1));
-    // At the end of the file (an unclosed quote or bracket) point where the construct began:
-    // "while scanning a quoted scalar at line 4 column 17".
-    let line_count = src.lines().count();
-    if line > line_count {
-        let context = re.captures_iter(&text).last().and_then(|c| {
-            Some((
-                c.get(1)?.as_str().parse().ok()?,
-                c.get(2)?.as_str().parse().ok()?,
-            ))
-        });
-        if let Some((l, c)) = context.filter(|(l, _)| *l <= line_count) {
-            (line, column) = (l, c);
-        }
-    }
-    // Still past the end (a file of comments lacks `name`): the end of the last line.
-    if line > line_count.max(1) {
-        line = line_count.max(1);
-        column = src.lines().last().map_or(0, |l| l.chars().count()) + 1;
-    }
-    let (line, column) = (line.max(1), column.max(1));
-    let hint = own_hint.or_else(|| unknown_field_hint(&message));
-    Diagnostic::new(file, src, line, column, message).with_hint(hint)
+/// A syntax error: the file is not one YAML document.
+fn syntax_error(file: &str, lines: &SourceLines, e: &SyntaxError) -> Diagnostic {
+    let (message, hint) = split_hint(e.message.clone(), None);
+    Diagnostic::in_source(file, lines, e.line, e.column, message).with_hint(hint)
 }
 
-/// From "unknown field `hedaers`, expected one of `a`, `headers`" suggests `headers`.
-fn unknown_field_hint(message: &str) -> Option<String> {
-    let (_, rest) = message.split_once("unknown field `")?;
-    let (field, rest) = rest.split_once('`')?;
-    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-    closest(field, expected.iter().copied()).map(|s| format!("did you mean `{s}`?"))
+/// A value that does not deserialize, with its path, place and a "did you mean".
+fn yaml_error(file: &str, lines: &SourceLines, e: &YamlError) -> Diagnostic {
+    let (message, own_hint) = split_hint(e.text(), None);
+    let hint = own_hint.or_else(|| unknown_field_hint(e));
+    Diagnostic::in_source(file, lines, e.line, e.column, message).with_hint(hint)
+}
+
+/// For an unknown field `hedaers` among `a`, `headers` suggests `headers`.
+fn unknown_field_hint(e: &YamlError) -> Option<String> {
+    let u = e.unknown_field.as_ref()?;
+    closest(&u.field, u.expected.iter().copied()).map(|s| format!("did you mean `{s}`?"))
+}
+
+/// The scenario and the index of where each of its values is written, from one parse.
+fn deserialize(
+    file: &str,
+    src: &str,
+    lines: &SourceLines,
+) -> Result<(Scenario, LocationIndex), Vec<Diagnostic>> {
+    let root = yaml::parse(src).map_err(|e| vec![syntax_error(file, lines, &e)])?;
+    let scenario = yaml::from_node(&root).map_err(|errors: Vec<YamlError>| {
+        errors
+            .iter()
+            .map(|e| yaml_error(file, lines, e))
+            .collect::<Vec<_>>()
+    })?;
+    Ok((scenario, LocationIndex::build(&root)))
 }
 
 /// Deserializes and validates one file's text.
@@ -237,14 +227,12 @@ pub fn load_source(
     src: &str,
     opts: &LoadOptions,
 ) -> Result<LoadedScenario, Vec<Diagnostic>> {
-    let scenario: Scenario = match serde_yaml::from_str(src) {
-        Ok(s) => s,
-        Err(e) => return Err(vec![yaml_error(file, src, &e)]),
-    };
+    let lines = SourceLines::new(src);
+    let (scenario, idx) = deserialize(file, src, &lines)?;
     let mut c = Checker {
         file,
-        lines: SourceLines::new(src),
-        idx: LocationIndex::build(src),
+        lines,
+        idx,
         errors: Vec::new(),
         suggestions_left: SUGGESTIONS_PER_FILE,
     };

@@ -2,9 +2,9 @@
 //! errors found after deserialisation still point at a line and column.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use super::yaml::{Node, Style, Value};
 
 /// Where a node starts, and how a byte offset inside a scalar maps to a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,16 +29,29 @@ impl Position {
             None => self.column,
         }
     }
-}
 
-enum Frame {
-    Map {
-        key: Option<String>,
-        expect_key: bool,
-    },
-    Seq {
-        index: usize,
-    },
+    fn of(node: &Node) -> Position {
+        let (content_shift, collection) = match &node.value {
+            Value::Scalar {
+                style, verbatim, ..
+            } => {
+                let shift = match style {
+                    Style::Plain => Some(0),
+                    // Only when the written text equals the value (no escapes or folding).
+                    Style::SingleQuoted | Style::DoubleQuoted => verbatim.then_some(1),
+                    Style::Literal | Style::Folded => None,
+                };
+                (shift, false)
+            }
+            Value::Seq(_) | Value::Map(_) => (None, true),
+        };
+        Position {
+            line: node.mark.line,
+            column: node.mark.column,
+            content_shift,
+            collection,
+        }
+    }
 }
 
 /// Path → position index of one YAML document.
@@ -48,145 +61,39 @@ pub struct LocationIndex {
     keys: HashMap<String, Position>,
 }
 
-struct Builder<'a> {
-    src: &'a str,
-    stack: Vec<Frame>,
-    index: LocationIndex,
-}
-
-impl Builder<'_> {
-    fn path(&self) -> String {
-        let mut p = String::new();
-        for f in &self.stack {
-            match f {
-                Frame::Map { key: Some(k), .. } => {
-                    if !p.is_empty() {
-                        p.push('.');
-                    }
-                    p.push_str(k);
-                }
-                Frame::Map { key: None, .. } => {}
-                Frame::Seq { index } => p.push_str(&format!("[{index}]")),
-            }
-        }
-        p
-    }
-
-    fn position(&self, mark: &Marker, style: Option<TScalarStyle>, value: &str) -> Position {
-        let shift = match style {
-            Some(TScalarStyle::Plain) => Some(0),
-            Some(TScalarStyle::SingleQuoted) | Some(TScalarStyle::DoubleQuoted) => {
-                // Only when the written text equals the value (no escapes or folding).
-                let start = mark.index();
-                let written = self.src.get(start + 1..start + 1 + value.len());
-                (written == Some(value)).then_some(1)
-            }
-            _ => None,
-        };
-        Position {
-            line: mark.line(),
-            column: mark.col() + 1,
-            content_shift: shift,
-            collection: style.is_none() && value.is_empty(),
-        }
-    }
-
-    /// Called when a node (scalar or collection start) begins at `mark`.
-    fn on_node(&mut self, pos: Position, key_text: Option<&str>) {
-        let is_key = matches!(
-            self.stack.last(),
-            Some(Frame::Map {
-                expect_key: true,
-                ..
-            })
-        );
-        if is_key {
-            if let Some(Frame::Map { key, expect_key }) = self.stack.last_mut() {
-                *key = Some(key_text.unwrap_or("?").to_string());
-                *expect_key = false;
-            }
-            let path = self.path();
-            self.index.keys.insert(path, pos);
-        } else {
-            let path = self.path();
-            self.index.values.insert(path, pos);
-        }
-    }
-
-    /// Called when a value has been fully read.
-    fn after_value(&mut self) {
-        match self.stack.last_mut() {
-            Some(Frame::Map { expect_key, .. }) => *expect_key = true,
-            Some(Frame::Seq { index }) => *index += 1,
-            None => {}
-        }
-    }
-
-    fn is_key_position(&self) -> bool {
-        matches!(
-            self.stack.last(),
-            Some(Frame::Map {
-                expect_key: true,
-                ..
-            })
-        )
-    }
-}
-
-impl MarkedEventReceiver for Builder<'_> {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        match ev {
-            Event::Scalar(value, style, ..) => {
-                let pos = self.position(&mark, Some(style), &value);
-                let was_key = self.is_key_position();
-                self.on_node(pos, Some(&value));
-                if !was_key {
-                    self.after_value();
-                }
-            }
-            Event::Alias(_) => {
-                let pos = self.position(&mark, None, "*");
-                let was_key = self.is_key_position();
-                self.on_node(pos, None);
-                if !was_key {
-                    self.after_value();
-                }
-            }
-            Event::MappingStart(..) | Event::SequenceStart(..) => {
-                let pos = self.position(&mark, None, "");
-                self.on_node(pos, None);
-                self.stack.push(if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Map {
-                        key: None,
-                        expect_key: true,
-                    }
-                } else {
-                    Frame::Seq { index: 0 }
-                });
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                self.stack.pop();
-                self.after_value();
-            }
-            _ => {}
-        }
-    }
-}
-
 impl LocationIndex {
-    /// Builds the index; a document that does not parse gives an empty index (serde reports
-    /// the syntax error with its own location).
-    pub fn build(src: &str) -> LocationIndex {
-        let mut b = Builder {
-            src,
-            stack: Vec::new(),
-            index: LocationIndex::default(),
-        };
-        let mut parser = Parser::new_from_str(src);
-        if parser.load(&mut b, false).is_err() {
-            return LocationIndex::default();
+    /// Indexes every node of a parsed document.
+    pub fn build(root: &Node) -> LocationIndex {
+        let mut index = LocationIndex::default();
+        index.walk(root, &mut String::new());
+        index
+    }
+
+    fn walk(&mut self, node: &Node, path: &mut String) {
+        self.values.insert(path.clone(), Position::of(node));
+        let len = path.len();
+        match &node.value {
+            Value::Scalar { .. } => {}
+            Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    // Writing to a String cannot fail.
+                    let _ = write!(path, "[{i}]");
+                    self.walk(item, path);
+                    path.truncate(len);
+                }
+            }
+            Value::Map(entries) => {
+                for (key, value) in entries {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(key.scalar().unwrap_or("?"));
+                    self.keys.insert(path.clone(), Position::of(key));
+                    self.walk(value, path);
+                    path.truncate(len);
+                }
+            }
         }
-        b.index
     }
 
     /// Position of the value at `path`.
@@ -230,12 +137,13 @@ impl LocationIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::yaml::parse;
 
     const DOC: &str = "name: demo\nsteps:\n  - name: a\n    http:\n      url: \"https://x/${{ vars.y }}\"\n    assert:\n      - status == 200\n      - duration < 1s\n";
 
     #[test]
     fn positions_are_one_based_lines_and_columns() {
-        let idx = LocationIndex::build(DOC);
+        let idx = LocationIndex::build(&parse(DOC).unwrap());
         assert_eq!(idx.value("name").map(|p| (p.line, p.column)), Some((1, 7)));
         let url = idx.value("steps[0].http.url").unwrap();
         assert_eq!((url.line, url.column), (5, 12));
@@ -250,7 +158,7 @@ mod tests {
 
     #[test]
     fn nearest_falls_back_to_the_parent() {
-        let idx = LocationIndex::build(DOC);
+        let idx = LocationIndex::build(&parse(DOC).unwrap());
         assert_eq!(idx.nearest("steps[0].http.headers.X").line, 4);
     }
 }

@@ -11,6 +11,7 @@ pub mod model;
 pub mod ranges;
 mod step_de;
 pub mod validated;
+pub mod yaml;
 
 pub use compile::{DEFAULT_SCENARIO_TIMEOUT, DEFAULT_STEP_TIMEOUT};
 pub use diagnostic::Diagnostic;

@@ -247,7 +247,7 @@ mod tests {
     use super::*;
 
     fn scenario(yaml: &str) -> Scenario {
-        serde_yaml::from_str(yaml).expect("test scenario deserializes")
+        crate::scenario::yaml::from_str(yaml).expect("test scenario deserializes")
     }
 
     #[test]

@@ -388,7 +388,7 @@ mod tests {
     use super::*;
 
     fn spec(yaml: &str) -> OidcSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        crate::scenario::yaml::from_str(yaml).unwrap()
     }
 
     fn messages(s: &OidcSpec) -> Vec<String> {

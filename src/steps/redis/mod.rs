@@ -484,7 +484,7 @@ mod tests {
     use super::*;
 
     fn spec(yaml: &str) -> RedisSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        crate::scenario::yaml::from_str(yaml).unwrap()
     }
 
     fn messages(s: &RedisSpec) -> String {

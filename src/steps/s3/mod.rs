@@ -446,7 +446,7 @@ mod tests {
     use super::*;
 
     fn messages(yaml: &str) -> String {
-        let s: S3Spec = serde_yaml::from_str(yaml).unwrap();
+        let s: S3Spec = crate::scenario::yaml::from_str(yaml).unwrap();
         s.check()
             .into_iter()
             .map(|(p, m)| format!("{p}: {m}"))
