@@ -560,6 +560,14 @@ async fn attempt(
             error = Some(StepError::new(Reason::HttpStatus, msg));
         }
     }
+    if let Some(f) = obs.unless_asserted.as_ref().filter(|f| {
+        !step
+            .assertions
+            .iter()
+            .any(|(a, _)| a.query.keyword() == f.query)
+    }) {
+        error.get_or_insert_with(|| StepError::new(f.reason, f.message.clone()));
+    }
 
     // Captures first, so assertions can compare with this step's own captures. A capture that
     // finds nothing is reported only when no assertion failed: `status == 200` failing on a 401
