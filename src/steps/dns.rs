@@ -617,6 +617,29 @@ mod tests {
     }
 
     #[test]
+    fn the_query_carries_the_name_type_and_recursion_flag() {
+        let spec: DnsSpec =
+            serde_yaml::from_str("{name: app.test, type: mx, recursion: false}").unwrap();
+        let q = Question {
+            name: parse_name(spec.name.as_deref().unwrap()).unwrap(),
+            type_name: "MX",
+            record_type: record_type(spec.record_type.as_deref()).unwrap().1,
+            protocol: Protocol::Tcp,
+            recursion: spec.recursion.unwrap_or(true),
+        };
+        let (id, bytes) = q.encode(Protocol::Tcp).unwrap();
+        let m = Message::from_vec(&bytes).unwrap();
+        assert_eq!(m.metadata.id, id);
+        assert!(!m.metadata.recursion_desired);
+        assert_eq!(m.queries[0].query_type(), RecordType::MX);
+        assert_eq!(m.queries[0].name().to_utf8(), "app.test.");
+        assert!(m.edns.is_none(), "EDNS only over UDP");
+        let (_, udp) = q.encode(Protocol::Udp).unwrap();
+        let m = Message::from_vec(&udp).unwrap();
+        assert_eq!(m.edns.map(|e| e.max_payload()), Some(UDP_PAYLOAD));
+    }
+
+    #[test]
     fn record_data_reads_as_documented() {
         let name = |s: &str| Name::from_utf8(s).unwrap();
         use hickory_proto::rr::rdata::{CNAME, MX, SOA, SRV, TXT};

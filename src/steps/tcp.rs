@@ -364,7 +364,7 @@ async fn read_until(
             return Err(StepError::new(
                 Reason::Assertion,
                 format!(
-                    "expect {:?} not matched in the first {} read (max_read): {}",
+                    "expect /{}/ not matched in the first {} read (max_read): {}",
                     re.as_str(),
                     format_size(cap as u64),
                     shown(&obs.body, ctx)
@@ -380,7 +380,7 @@ async fn read_until(
             return Err(StepError::new(
                 Reason::Assertion,
                 format!(
-                    "expect {:?} not matched before the connection closed; read {}",
+                    "expect /{}/ not matched before the connection closed; read {}",
                     re.as_str(),
                     shown(&obs.body, ctx)
                 ),
@@ -464,7 +464,7 @@ pub async fn execute(spec: &TcpSpec, ctx: &StepContext<'_>) -> Result<Observatio
             return Err(StepError::new(
                 Reason::Timeout,
                 format!(
-                    "expect {:?} not matched within {}; read {}",
+                    "expect /{}/ not matched within {}; read {}",
                     re.as_str(),
                     format_duration(budget),
                     shown(&obs.body, ctx)

@@ -84,7 +84,7 @@ impl Dnsmasq {
         .arg(format!("--host-record={APP},{APP_ADDR_2}"))
         .arg(format!("--host-record={V6},{V6_ADDR}"))
         .arg(format!("--cname={WWW},{APP}"))
-        .arg(format!("--txt-record={TXT},\"v=spf1 \",\"-all\""))
+        .arg(format!("--txt-record={TXT},v=spf1 ,-all"))
         .arg(format!("--mx-host={DOMAIN},mail.{DOMAIN},10"))
         .arg(format!("--srv-host={SRV},{APP},8080,1,5"));
         let mut guard = ChildGuard::spawn("dnsmasq", cmd, &dir.path().join("dnsmasq.log"))?;
