@@ -394,84 +394,128 @@ async fn read_until(
     Ok(())
 }
 
-/// Runs one attempt.
-pub async fn execute(spec: &TcpSpec, ctx: &StepContext<'_>) -> Result<Observation, StepError> {
-    let raw = spec
-        .address
-        .as_deref()
-        .ok_or_else(|| StepError::new(Reason::Config, "tcp step has no address"))?;
-    let address = render_config(raw, ctx.resolver)?;
-    let (host, port) = split_address(&address).ok_or_else(|| {
-        StepError::new(
-            Reason::Config,
-            format!("address must be host:port, got `{address}`"),
-        )
-    })?;
-    let expect = match &spec.expect {
-        Some(re) => Some(Regex::new(re).map_err(|e| config_error("expect", e))?),
-        None => None,
-    };
-    let send = match &spec.send {
-        Some(s) => Some(render_config(s, ctx.resolver)?),
-        None => None,
-    };
-    let budget = own_budget(ctx.timeout);
-    let deadline = tokio::time::Instant::now() + budget;
-    let mut obs = Observation::default();
-    let tcp = by(
-        deadline,
-        budget,
-        || format!("connect to {address}: no connection"),
-        connect(&host, port, &mut obs),
-    )
-    .await?;
-    let mut conn: Box<dyn Conn> = match &spec.tls {
-        Some(tls) => {
-            let what = || format!("TLS handshake with {address}: not done");
-            by(
-                deadline,
-                budget,
-                what,
-                handshake(tcp, tls, &host, ctx, &mut obs),
+/// Where to connect, rendered: `address` as written (for messages) and its parts.
+struct Target {
+    address: String,
+    host: String,
+    port: u16,
+}
+
+impl Target {
+    fn from_spec(spec: &TcpSpec, ctx: &StepContext<'_>) -> Result<Target, StepError> {
+        let raw = spec
+            .address
+            .as_deref()
+            .ok_or_else(|| StepError::new(Reason::Config, "tcp step has no address"))?;
+        let address = render_config(raw, ctx.resolver)?;
+        let (host, port) = split_address(&address).ok_or_else(|| {
+            StepError::new(
+                Reason::Config,
+                format!("address must be host:port, got `{address}`"),
             )
-            .await?
-        }
-        None => Box::new(tcp),
+        })?;
+        Ok(Target {
+            address,
+            host,
+            port,
+        })
+    }
+}
+
+/// The attempt's time limit: one deadline for every phase.
+#[derive(Clone, Copy)]
+struct Budget {
+    deadline: tokio::time::Instant,
+    total: Duration,
+}
+
+/// Connects and, with `tls`, completes the handshake.
+async fn open(
+    spec: &TcpSpec,
+    target: &Target,
+    budget: Budget,
+    ctx: &StepContext<'_>,
+    obs: &mut Observation,
+) -> Result<Box<dyn Conn>, StepError> {
+    let address = &target.address;
+    let connecting = connect(&target.host, target.port, obs);
+    let what = || format!("connect to {address}: no connection");
+    let tcp = by(budget.deadline, budget.total, what, connecting).await?;
+    let Some(tls) = &spec.tls else {
+        return Ok(Box::new(tcp));
     };
-    if let Some(text) = &send {
-        let write = async {
+    let shaking = handshake(tcp, tls, &target.host, ctx, obs);
+    let what = || format!("TLS handshake with {address}: not done");
+    by(budget.deadline, budget.total, what, shaking).await
+}
+
+/// Writes `text` and flushes it.
+async fn send(
+    conn: &mut Box<dyn Conn>,
+    text: &str,
+    address: &str,
+    budget: Budget,
+) -> Result<(), StepError> {
+    let write = async {
+        let sent = async {
             conn.write_all(text.as_bytes()).await?;
             conn.flush().await
         };
-        let write = async {
-            write
-                .await
-                .map_err(|e| StepError::new(Reason::Connect, format!("sending to {address}: {e}")))
-        };
-        by(
-            deadline,
-            budget,
-            || format!("sending to {address}: not done"),
-            write,
-        )
-        .await?;
+        sent.await
+            .map_err(|e| StepError::new(Reason::Connect, format!("sending to {address}: {e}")))
+    };
+    let what = || format!("sending to {address}: not done");
+    by(budget.deadline, budget.total, what, write).await
+}
+
+/// Reads until `re` matches; no match before the deadline is a `timeout` showing what was read.
+async fn expect(
+    conn: &mut Box<dyn Conn>,
+    re: &Regex,
+    cap: usize,
+    budget: Budget,
+    obs: &mut Observation,
+    ctx: &StepContext<'_>,
+) -> Result<(), StepError> {
+    let reading = read_until(conn, re, cap, obs, ctx);
+    match tokio::time::timeout_at(budget.deadline, reading).await {
+        Ok(read) => read,
+        Err(_) => Err(StepError::new(
+            Reason::Timeout,
+            format!(
+                "expect /{}/ not matched within {}; read {}",
+                re.as_str(),
+                format_duration(budget.total),
+                shown(&obs.body, ctx)
+            ),
+        )),
     }
-    if let Some(re) = &expect {
+}
+
+/// Runs one attempt.
+pub async fn execute(spec: &TcpSpec, ctx: &StepContext<'_>) -> Result<Observation, StepError> {
+    let target = Target::from_spec(spec, ctx)?;
+    let pattern = match &spec.expect {
+        Some(re) => Some(Regex::new(re).map_err(|e| config_error("expect", e))?),
+        None => None,
+    };
+    let text = match &spec.send {
+        Some(s) => Some(render_config(s, ctx.resolver)?),
+        None => None,
+    };
+    let total = own_budget(ctx.timeout);
+    let budget = Budget {
+        deadline: tokio::time::Instant::now() + total,
+        total,
+    };
+    let mut obs = Observation::default();
+    let mut conn = open(spec, &target, budget, ctx, &mut obs).await?;
+    if let Some(text) = &text {
+        send(&mut conn, text, &target.address, budget).await?;
+    }
+    if let Some(re) = &pattern {
         let cap = spec.max_read.map_or(DEFAULT_MAX_READ, |s| s.0) as usize;
-        let reading = read_until(&mut conn, re, cap, &mut obs, ctx);
-        let read = tokio::time::timeout_at(deadline, reading).await;
-        if read.is_err() {
-            return Err(StepError::new(
-                Reason::Timeout,
-                format!(
-                    "expect /{}/ not matched within {}; read {}",
-                    re.as_str(),
-                    format_duration(budget),
-                    shown(&obs.body, ctx)
-                ),
-            ));
-        }
-        read.ok().transpose()?;
+        expect(&mut conn, re, cap, budget, &mut obs, ctx).await?;
     }
     // A clean close (TLS close_notify); the result is already known, so do not wait long.
     let _ = tokio::time::timeout(Duration::from_millis(100), conn.shutdown()).await;
