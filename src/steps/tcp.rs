@@ -28,6 +28,8 @@ use crate::units::{format_duration, format_size, Size};
 pub const DEFAULT_MAX_READ: u64 = 64 << 10;
 /// Range of `max_read`.
 pub const MAX_READ: Range = Range::Size(1, 16 << 20);
+/// The first read's size while waiting for `expect`.
+const READ_CHUNK: usize = 16 << 10;
 /// How much of what was read a failure message shows (redacted first).
 const SHOWN_CHARS: usize = 200;
 
@@ -357,7 +359,7 @@ async fn read_until(
     ctx: &StepContext<'_>,
 ) -> Result<(), StepError> {
     let started = Instant::now();
-    let mut chunk = vec![0u8; 16 << 10];
+    let mut chunk = vec![0u8; READ_CHUNK];
     while !re.is_match(&obs.body) {
         let room = cap.saturating_sub(obs.body.len());
         if room == 0 {
@@ -371,11 +373,21 @@ async fn read_until(
                 ),
             ));
         }
-        let want = room.min(chunk.len());
-        let n = conn
-            .read(&mut chunk[..want])
-            .await
-            .map_err(|e| StepError::new(Reason::Connect, format!("reading the answer: {e}")))?;
+        // Reads grow with what was read, so a large answer is matched a few times, not once
+        // per 16KiB.
+        let want = room.min(obs.body.len().max(READ_CHUNK));
+        if chunk.len() < want {
+            chunk.resize(want, 0);
+        }
+        let n = match conn.read(&mut chunk[..want]).await {
+            Ok(n) => n,
+            // A TLS peer that closes without close_notify has still closed.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => {
+                let message = format!("reading the answer: {e}");
+                return Err(StepError::new(Reason::Connect, message));
+            }
+        };
         if n == 0 {
             return Err(StepError::new(
                 Reason::Assertion,
