@@ -29,7 +29,8 @@ struct Contribution {
     env: Vec<(String, String)>,
 }
 
-/// The ingress and its backends, as `scenarios/ingress-smoke.yaml` reads them.
+/// The ingress and its backends, as `scenarios/ingress-smoke.yaml` and `tcp-services.yaml` read
+/// them.
 fn ingress_contribution(ing: &Ingress) -> Contribution {
     Contribution {
         service: "ingress",
@@ -45,7 +46,8 @@ fn ingress_contribution(ing: &Ingress) -> Contribution {
     }
 }
 
-/// Redis for `scenarios/cache-roundtrip.yaml`: the TLS port, the probe's ACL user.
+/// Redis for `scenarios/cache-roundtrip.yaml` and `tcp-services.yaml`: the TLS port, the
+/// probe's ACL user.
 fn redis_contribution(r: &support::redis::RedisServer) -> Contribution {
     Contribution {
         service: "redis",
@@ -59,8 +61,31 @@ fn redis_contribution(r: &support::redis::RedisServer) -> Contribution {
             ("redis_url".into(), r.tls_url()),
             ("redis_user".into(), r.acl_user.clone()),
             ("redis_ca_file".into(), r.ca_file().display().to_string()),
+            // `scenarios/tcp-services.yaml` speaks to the TLS port itself.
+            ("redis_addr".into(), format!("127.0.0.1:{}", r.tls_port)),
         ],
         env: vec![("REDIS_PROBE_PASSWORD".into(), r.acl_password.clone())],
+    }
+}
+
+/// dnsmasq for `scenarios/dns-resolution.yaml`: its local records and a missing name.
+fn dns_contribution(d: &support::dnsmasq::Dnsmasq) -> Contribution {
+    use support::dnsmasq::{APP, APP_ADDR, DOMAIN, MISSING};
+    Contribution {
+        service: "dns",
+        summary: format!(
+            "dnsmasq (pid {}) on udp+tcp {}: {APP} A {APP_ADDR}, {DOMAIN} MX, {MISSING} NXDOMAIN",
+            d.pid(),
+            d.server()
+        ),
+        vars: vec![
+            ("dns_server".into(), d.server()),
+            ("lookup_name".into(), APP.into()),
+            ("lookup_addr".into(), APP_ADDR.into()),
+            ("mx_domain".into(), DOMAIN.into()),
+            ("retired_name".into(), MISSING.into()),
+        ],
+        env: Vec::new(),
     }
 }
 
@@ -129,9 +154,11 @@ fn main() -> ExitCode {
     let redis = support::redis::RedisServer::start();
     let s3 = support::s3::S3Server::start();
     let login = support::api_app::LoginStack::start(&ingress.ca);
+    let dns = support::dnsmasq::Dnsmasq::start();
     let contributions = vec![
         ingress_contribution(&ingress),
         redis_contribution(&redis),
+        dns_contribution(&dns),
         s3_contribution(&s3),
         login_contribution(&login),
     ];

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the local demo stack need on a fresh Debian machine with
-# only the Rust toolchain: Debian servers (nginx, redis, prometheus/promtool, blackbox_exporter),
-# Node.js and the npm OIDC provider, the s3s-fs S3 server, and the Python schema validator.
+# only the Rust toolchain: Debian servers (nginx, redis, dnsmasq, prometheus/promtool,
+# blackbox_exporter), Node.js and the npm OIDC provider, the s3s-fs S3 server, and the Python
+# schema validator.
 # Idempotent: what is already there is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The dns step's tests and the demo: a DNS server answering from its command line.
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 [ -x /usr/bin/prometheus-blackbox-exporter ] || need_apt+=(prometheus-blackbox-exporter)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)

@@ -3,6 +3,8 @@
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+use crate::outcome::Reason;
+
 /// The result of one attempt of a step, before assertions.
 #[derive(Debug, Default)]
 pub struct Observation {
@@ -25,7 +27,18 @@ pub struct Observation {
     pub secret_outputs: Vec<String>,
     /// Wall time of the attempt; set by the runner.
     pub duration: Duration,
+    /// A failure the step saw that a probe may also expect: it fails the step unless one of
+    /// the step's assertions reads its query word, and then the assertions decide.
+    pub unless_asserted: Option<UnlessAsserted>,
     json: OnceLock<Option<serde_json::Value>>,
+}
+
+/// A failure that stands unless an assertion reads the query word `query`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnlessAsserted {
+    pub query: &'static str,
+    pub reason: Reason,
+    pub message: String,
 }
 
 impl Observation {

@@ -614,7 +614,14 @@ fn schema_is_json_naming_the_top_level_fields() {
     );
     assert_eq!(schema["additionalProperties"], false);
     let text = String::from_utf8(o.stdout).unwrap();
-    for kind in ["\"http\"", "\"oidc\"", "\"s3\"", "\"redis\""] {
+    for kind in [
+        "\"http\"",
+        "\"oidc\"",
+        "\"s3\"",
+        "\"redis\"",
+        "\"dns\"",
+        "\"tcp\"",
+    ] {
         assert!(text.contains(kind), "schema lacks step kind {kind}");
     }
 }

@@ -1,6 +1,6 @@
 //! One trust model for every step kind: a CA that exists only in `SSL_CERT_FILE` (as a
-//! corporate CA mounted by trust-manager would) is trusted by the http, oidc, s3 and redis steps
-//! without any `tls.ca_file`; without it, each fails with reason `tls`. Real nginx (TLS,
+//! corporate CA mounted by trust-manager would) is trusted by the http, oidc, s3, redis and tcp
+//! steps without any `tls.ca_file`; without it, each fails with reason `tls`. Real nginx (TLS,
 //! certificate for 127.0.0.1) in front of a backend and of s3s-fs, and a real redis-server with
 //! TLS.
 
@@ -14,7 +14,7 @@ use support::redis::RedisServer;
 use support::s3::S3Server;
 use support::tls::TestCa;
 
-const SCENARIOS: [(&str, &str); 4] = [
+const SCENARIOS: [(&str, &str); 5] = [
     (
         "store",
         "name: store\nsecrets:\n  sk: {env: TRUST_TEST_S3_SECRET}\nsteps:\n  - name: put\n    s3: {endpoint: \"${{ vars.s3 }}\", bucket: \"${{ vars.bucket }}\", access_key_id: \"${{ vars.ak }}\", secret_access_key: \"${{ secrets.sk }}\", put: {key: \"trust/${{ run.id }}.bin\", size: 1KiB}}\n",
@@ -26,6 +26,10 @@ const SCENARIOS: [(&str, &str); 4] = [
     (
         "cache",
         "name: cache\nsecrets:\n  pw: {env: TRUST_TEST_REDIS_PW}\nsteps:\n  - name: roundtrip\n    redis: {url: \"${{ vars.redis }}\", password: \"${{ secrets.pw }}\", roundtrip: {}}\n",
+    ),
+    (
+        "socket",
+        "name: socket\nsteps:\n  - name: handshake\n    tcp: {address: \"${{ vars.web_addr }}\", tls: {}}\n",
     ),
     // The backend has no discovery document: with the TLS handshake trusted the step fails
     // later, for another reason; untrusted, it fails with `tls`.
@@ -54,6 +58,10 @@ fn run(
         .arg("run")
         .arg(dir.path())
         .args(["--var", &format!("web={web}")])
+        .args([
+            "--var",
+            &format!("web_addr={}", web.trim_start_matches("https://")),
+        ])
         .args(["--var", &format!("redis={}", redis.tls_url())])
         .args(["--var", &format!("s3={}", s3.0)])
         .args(["--var", &format!("bucket={}", s3.1.bucket)])
@@ -89,7 +97,7 @@ fn run(
 }
 
 #[test]
-fn a_ca_only_in_ssl_cert_file_is_trusted_by_http_oidc_s3_and_redis() {
+fn a_ca_only_in_ssl_cert_file_is_trusted_by_http_oidc_s3_redis_and_tcp() {
     let backend = Backend::start("web");
     let ca = TestCa::new("corporate CA");
     let nginx = Nginx::start(NginxConfig {
@@ -124,6 +132,7 @@ fn a_ca_only_in_ssl_cert_file_is_trusted_by_http_oidc_s3_and_redis() {
     assert!(get(&trusted, "web").1, "{trusted:?}");
     assert!(get(&trusted, "cache").1, "{trusted:?}");
     assert!(get(&trusted, "store").1, "{trusted:?}");
+    assert!(get(&trusted, "socket").1, "{trusted:?}");
     let idp = get(&trusted, "idp");
     assert!(
         !idp.1 && idp.2 != "tls",
@@ -133,7 +142,7 @@ fn a_ca_only_in_ssl_cert_file_is_trusted_by_http_oidc_s3_and_redis() {
     // A store without them: every kind fails the handshake.
     let other = TestCa::new("some other CA");
     let untrusted = run(other.ca_file(), &web, &redis, (&s3_url, &store));
-    for name in ["web", "cache", "idp", "store"] {
+    for name in ["web", "cache", "idp", "store", "socket"] {
         let r = get(&untrusted, name);
         assert_eq!((r.1, r.2.as_str()), (false, "tls"), "{name}: {untrusted:?}");
     }

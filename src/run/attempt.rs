@@ -70,7 +70,7 @@ pub(super) async fn attempt(
     };
     obs.duration = elapsed;
     register_secret_outputs(step, &obs, redactor);
-    let status_error = status_error(step, &obs, redactor);
+    let status_error = status_error(step, &obs, redactor).or_else(|| unless_asserted(step, &obs));
     let (values, capture_error) = capture(step, &obs, redactor);
     // A resolver that also sees this step's captures.
     let own = OwnStep {
@@ -131,6 +131,17 @@ fn status_error(step: &CompiledStep, obs: &Observation, redactor: &Redactor) -> 
         msg.push_str(&format!("\n  response: {x}"));
     }
     Some(StepError::new(Reason::HttpStatus, msg))
+}
+
+/// A failure the kind saw that stands unless one of the step's assertions reads its query word
+/// (a name that does not resolve, in a step that asserts on the response code).
+fn unless_asserted(step: &CompiledStep, obs: &Observation) -> Option<StepError> {
+    let f = obs.unless_asserted.as_ref()?;
+    let asserted = step
+        .assertions
+        .iter()
+        .any(|(a, _)| a.query.keyword() == f.query);
+    (!asserted).then(|| StepError::new(f.reason, f.message.clone()))
 }
 
 /// The step's outputs plus its captures, and the first capture that found nothing.

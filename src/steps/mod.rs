@@ -11,6 +11,7 @@
 //! State a kind keeps between runs (caches) lives in [`Shared`], reached through the
 //! [`StepContext`], never in a `static`.
 
+pub mod dns;
 pub mod http;
 pub mod kind;
 pub mod oidc;
@@ -18,6 +19,7 @@ pub mod redis;
 pub mod registry;
 pub mod s3;
 pub mod shared;
+pub mod tcp;
 pub mod trust;
 
 pub use kind::Kind;

@@ -144,4 +144,6 @@ registry! {
     Oidc => super::oidc::OidcSpec,
     S3 => super::s3::S3Spec,
     Redis => super::redis::RedisSpec,
+    Dns => super::dns::DnsSpec,
+    Tcp => super::tcp::TcpSpec,
 }

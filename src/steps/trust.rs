@@ -1,13 +1,16 @@
-//! The system trust store for the http and oidc steps' clients, loaded once per process: the
+//! The system trust store for the http, oidc and tcp steps' clients, loaded once per process: the
 //! operating system's CA certificates, honouring `SSL_CERT_FILE` and `SSL_CERT_DIR` (so a
 //! corporate CA mounted into `/etc/ssl/certs`, e.g. by trust-manager, works). The s3 and redis
 //! clients load the same store; a step's `tls.ca_file` adds to it everywhere.
 
 use std::sync::OnceLock;
 
-/// The system's CA certificates, read on first use.
-fn system_roots() -> &'static [reqwest::Certificate] {
-    static ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+use rustls::pki_types::CertificateDer;
+
+/// The system's CA certificates (DER), read on first use; the tcp step builds its rustls
+/// configuration from them.
+pub(crate) fn system_roots_der() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let found = rustls_native_certs::load_native_certs();
         for e in &found.errors {
@@ -19,8 +22,15 @@ fn system_roots() -> &'static [reqwest::Certificate] {
                  ca-certificates, or set SSL_CERT_FILE / SSL_CERT_DIR)"
             );
         }
-        found
-            .certs
+        found.certs
+    })
+}
+
+/// The same certificates for reqwest clients.
+fn system_roots() -> &'static [reqwest::Certificate] {
+    static ROOTS: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        system_roots_der()
             .iter()
             .filter_map(|c| reqwest::Certificate::from_der(c.as_ref()).ok())
             .collect()

@@ -360,6 +360,10 @@ impl Ingress {
                 "ingress_addr".into(),
                 format!("127.0.0.1:{}", self.nginx.port),
             ),
+            (
+                "ingress_plain_addr".into(),
+                format!("127.0.0.1:{}", self.nginx.http_port),
+            ),
             ("ca_file".into(), self.ca.ca_file().display().to_string()),
             ("username".into(), super::backend::USER.into()),
         ]
