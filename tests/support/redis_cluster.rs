@@ -12,7 +12,8 @@
 //! assert!(c.keys("flowprobe:*").is_empty());
 //! ```
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -24,8 +25,12 @@ use super::{find_program, free_port, wait_for_port, ChildGuard};
 pub struct ClusterNode {
     pub port: u16,
     pub tls_port: u16,
+    bus: u16,
     pub id: String,
-    guard: ChildGuard,
+    // Field order is drop order: stop the server before its directory goes.
+    guard: Option<ChildGuard>,
+    program: PathBuf,
+    args: Vec<OsString>,
     _dir: tempfile::TempDir,
 }
 
@@ -53,58 +58,72 @@ fn start_node(program: &Path, conf: &NodeConf) -> Result<ClusterNode, String> {
         .tempdir()
         .map_err(|e| e.to_string())?;
     let (port, tls_port, bus) = (free_port(), free_port(), free_port());
-    let mut cmd = Command::new(program);
-    cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--tls-port", &tls_port.to_string()])
-        .args([
-            "--cluster-enabled",
-            "yes",
-            "--cluster-port",
-            &bus.to_string(),
-        ])
-        .args(["--cluster-config-file", "nodes.conf"])
-        .args(["--cluster-node-timeout", "2000"])
-        .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
-        .arg("--tls-cert-file")
-        .arg(abs(&conf.cert.cert))
-        .arg("--tls-key-file")
-        .arg(abs(&conf.cert.key))
-        .arg("--tls-client-cert-file")
-        .arg(abs(&conf.client.cert))
-        .arg("--tls-client-key-file")
-        .arg(abs(&conf.client.key))
-        .arg("--tls-ca-cert-file")
-        .arg(abs(conf.ca))
-        .args(["--tls-auth-clients", "optional"])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .args([
-            "--requirepass",
-            conf.password,
-            "--masterauth",
-            conf.password,
-        ])
-        .arg("--dir")
-        .arg(dir.path());
-    let mut guard =
-        ChildGuard::spawn("redis-server (cluster)", cmd, &dir.path().join("redis.log"))?;
-    for p in [port, tls_port, bus] {
-        if let Err(e) = wait_for_port(p, Duration::from_secs(5)) {
-            guard.stop();
-            return Err(format!("{e}:\n{}", guard.log_text()));
-        }
+    let mut args: Vec<OsString> = Vec::new();
+    let mut add = |a: &[&str]| args.extend(a.iter().map(OsString::from));
+    add(&["--bind", "127.0.0.1", "--port", &port.to_string()]);
+    add(&["--tls-port", &tls_port.to_string()]);
+    add(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-port",
+        &bus.to_string(),
+    ]);
+    add(&["--cluster-config-file", "nodes.conf"]);
+    add(&["--cluster-node-timeout", "2000"]);
+    add(&["--tls-cluster", "yes", "--tls-replication", "yes"]);
+    add(&["--tls-auth-clients", "optional"]);
+    add(&["--save", "", "--appendonly", "no", "--daemonize", "no"]);
+    add(&[
+        "--requirepass",
+        conf.password,
+        "--masterauth",
+        conf.password,
+    ]);
+    for (flag, file) in [
+        ("--tls-cert-file", &conf.cert.cert),
+        ("--tls-key-file", &conf.cert.key),
+        ("--tls-client-cert-file", &conf.client.cert),
+        ("--tls-client-key-file", &conf.client.key),
+        ("--tls-ca-cert-file", &conf.ca.to_path_buf()),
+        ("--dir", &dir.path().to_path_buf()),
+    ] {
+        args.push(flag.into());
+        args.push(abs(file).into());
     }
     let mut node = ClusterNode {
         port,
         tls_port,
+        bus,
         id: String::new(),
-        guard,
+        guard: None,
+        program: program.to_path_buf(),
+        args,
         _dir: dir,
     };
+    node.spawn()?;
     node.id = redis::cmd("CLUSTER")
         .arg("MYID")
         .query(&mut admin_conn(port, conf.password))
         .map_err(|e| format!("CLUSTER MYID: {e}"))?;
     Ok(node)
+}
+
+impl ClusterNode {
+    /// Starts (or starts again) the server with its ports and directory.
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        let log = self._dir.path().join("redis.log");
+        let mut guard = ChildGuard::spawn("redis-server (cluster)", cmd, &log)?;
+        for p in [self.port, self.tls_port, self.bus] {
+            if let Err(e) = wait_for_port(p, Duration::from_secs(5)) {
+                guard.stop();
+                return Err(format!("{e}:\n{}", guard.log_text()));
+            }
+        }
+        self.guard = Some(guard);
+        Ok(())
+    }
 }
 
 fn admin_conn(port: u16, password: &str) -> redis::Connection {
@@ -196,17 +215,22 @@ impl RedisCluster {
 
     fn add_acl_user(&self) {
         for i in 0..self.nodes.len() {
-            redis::cmd("ACL")
-                .arg("SETUSER")
-                .arg(&self.acl_user)
-                .arg("on")
-                .arg(format!(">{}", self.acl_password))
-                .arg("~*")
-                .arg("&*")
-                .arg("+@all")
-                .exec(&mut self.admin(i))
-                .expect("ACL SETUSER on a cluster node");
+            self.add_acl_user_on(i);
         }
+    }
+
+    /// The ACL user on node `i` (ACL users live in memory: again after a restart).
+    fn add_acl_user_on(&self, i: usize) {
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&self.acl_user)
+            .arg("on")
+            .arg(format!(">{}", self.acl_password))
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .exec(&mut self.admin(i))
+            .expect("ACL SETUSER on a cluster node");
     }
 
     /// Every node's plain port, `127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
@@ -269,9 +293,16 @@ impl RedisCluster {
         ranges
             .into_iter()
             .map(|r| {
-                let (a, b, master): (u16, u16, (String, u16)) =
+                let parts: Vec<redis::Value> =
                     redis::FromRedisValue::from_redis_value(&r).expect("slot range");
-                (a, b, master.0, master.1)
+                let num = |v: &redis::Value| -> u16 {
+                    redis::FromRedisValue::from_redis_value(v).expect("a number")
+                };
+                let master: Vec<redis::Value> =
+                    redis::FromRedisValue::from_redis_value(&parts[2]).expect("the master");
+                let host: String =
+                    redis::FromRedisValue::from_redis_value(&master[0]).expect("host");
+                (num(&parts[0]), num(&parts[1]), host, num(&master[1]))
             })
             .collect()
     }
@@ -303,9 +334,10 @@ impl RedisCluster {
             if keys.is_empty() {
                 break;
             }
+            // With tls-cluster, MIGRATE speaks TLS: the target's TLS port.
             redis::cmd("MIGRATE")
                 .arg("127.0.0.1")
-                .arg(self.nodes[to].port)
+                .arg(self.nodes[to].tls_port)
                 .arg("")
                 .arg(0)
                 .arg(5000)
@@ -364,13 +396,23 @@ impl RedisCluster {
 
     /// Kills node `i` with SIGKILL by PID and waits for it.
     pub fn kill(&mut self, i: usize) {
-        let g = &mut self.nodes[i].guard;
-        g.signal("KILL");
-        let _ = g.child.wait();
+        if let Some(mut g) = self.nodes[i].guard.take() {
+            g.signal("KILL");
+            let _ = g.child.wait();
+        }
+    }
+
+    /// Starts killed node `i` again on its ports, with its directory (and so its cluster
+    /// config): it rejoins with the slots it had.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i]
+            .spawn()
+            .unwrap_or_else(|e| panic!("restart node {i}: {e}"));
+        self.add_acl_user_on(i);
     }
 
     /// The log of node `i`.
     pub fn log_text(&self, i: usize) -> String {
-        self.nodes[i].guard.log_text()
+        std::fs::read_to_string(self.nodes[i]._dir.path().join("redis.log")).unwrap_or_default()
     }
 }

@@ -82,6 +82,34 @@ pub(super) async fn connect(
     }
 }
 
+/// A command that still got MOVED after the client's retries: when the node it names cannot
+/// be reached (a dead or unreachable primary), that is a `connect` failure naming the node;
+/// otherwise the slot keeps moving, a `cache` failure.
+pub(super) async fn explain_moved(
+    e: &redis::RedisError,
+    what: &str,
+    target: &Target,
+) -> Option<StepError> {
+    let (addr, slot) = e.redirect_node()?;
+    let addr = addr.to_string();
+    let reach = tokio::net::TcpStream::connect(addr.as_str());
+    let cause = match tokio::time::timeout(target.connect_timeout, reach).await {
+        Ok(Ok(_)) => return None,
+        Ok(Err(io)) => io.to_string(),
+        Err(_) => format!(
+            "no answer within {}",
+            crate::units::format_duration(target.connect_timeout)
+        ),
+    };
+    Some(StepError::new(
+        Reason::Connect,
+        format!(
+            "{what} on {}: slot {slot} is served by {addr}, which cannot be reached: {cause}",
+            target.display
+        ),
+    ))
+}
+
 /// The hash slot of `key` (CRC16/XMODEM of the key or of its `{hash tag}`, mod 16384).
 pub(super) fn key_slot(key: &[u8]) -> u16 {
     let tagged = key

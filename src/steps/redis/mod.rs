@@ -85,7 +85,20 @@ impl Session {
         let result = self.connected.con.query(cmd).await;
         let name = phase_name(&obs.phases, label);
         obs.add_phase(&name, t.elapsed());
-        result.map_err(|e| errors::step_error(&e, what, self.display()))
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.error(&e, what).await),
+        }
+    }
+
+    /// The step error for a failed command (a MOVED the client gave up on is explained).
+    async fn error(&self, e: &redis::RedisError, what: &str) -> StepError {
+        if e.kind() == redis::ErrorKind::Moved {
+            if let Some(err) = cluster::explain_moved(e, what, &self.target).await {
+                return err;
+            }
+        }
+        errors::step_error(e, what, self.display())
     }
 
     /// Registers a clean-up that deletes `key` unless `done` is set by then.
