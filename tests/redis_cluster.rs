@@ -325,3 +325,49 @@ async fn a_dead_master_is_a_verdict_and_runs_pass_once_it_is_back() {
     assert!(o.success, "{}", describe(&o));
     f.no_keys_left();
 }
+
+/// `flowprobe run` of an example scenario from the repository, with vars and environment.
+fn run_example(file: &str, vars: &[(&str, String)], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(support::flowprobe_bin());
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", file, "--no-color"])
+        .env_remove("RUST_LOG");
+    for (k, v) in vars {
+        cmd.arg("--var").arg(format!("{k}={v}"));
+    }
+    cmd.envs(env.iter().copied())
+        .output()
+        .expect("run flowprobe")
+}
+
+#[test]
+fn the_example_scenario_passes_and_its_hash_tags_hit_every_master() {
+    let f = Fixture::start();
+    let c = &f.cluster;
+    let owners: Vec<usize> = ["{a}", "{b}", "{c}"]
+        .iter()
+        .map(|t| c.owner(c.slot(t)))
+        .collect();
+    assert_eq!(owners, [2, 0, 1], "the comment in cache-cluster.yaml");
+    let out = run_example(
+        "scenarios/cache-cluster.yaml",
+        &[
+            ("redis_cluster_nodes", c.tls_seeds()),
+            ("redis_cluster_user", c.acl_user.clone()),
+            (
+                "redis_cluster_ca_file",
+                c.ca.ca_file().display().to_string(),
+            ),
+        ],
+        &[("REDIS_CLUSTER_PROBE_PASSWORD", &c.acl_password)],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("PASS cache-cluster "), "{stdout}");
+    f.no_keys_left();
+}

@@ -294,3 +294,28 @@ steps:
     assert!(o.success, "{}", describe(&o));
     f.no_keys_left();
 }
+
+#[test]
+fn the_example_scenario_passes() {
+    let f = Fixture::start();
+    let s = &f.set;
+    let mut cmd = std::process::Command::new(support::flowprobe_bin());
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "scenarios/cache-sentinel.yaml", "--no-color"])
+        .args(["--var", &format!("redis_sentinels={}", s.sentinel_nodes())])
+        .args(["--var", &format!("redis_master={}", s.master)])
+        .args(["--var", &format!("redis_sentinel_user={}", s.acl_user)])
+        .env_remove("RUST_LOG")
+        .env("REDIS_SENTINEL_PROBE_PASSWORD", &s.acl_password)
+        .env("SENTINEL_PASSWORD", &s.sentinel_password);
+    let out = cmd.output().expect("run flowprobe");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("PASS cache-sentinel "), "{stdout}");
+    f.no_keys_left();
+}

@@ -1,6 +1,7 @@
 //! A real 3-master Redis Cluster on free 127.0.0.1 ports: three redis-servers with
 //! `cluster-enabled yes` (each its own directory, bus port and TLS port, `tls-cluster yes`),
-//! joined by `redis-cli --cluster create`, `requirepass` plus an ACL user on every node.
+//! joined by `redis-cli --cluster create`, `requirepass` plus an ACL user on every node
+//! (`flowprobe:*` keys, data commands and CLUSTER SLOTS only).
 //! Helpers find keys for a given master, move a slot between masters the way `redis-cli
 //! --cluster reshard` does, and kill a node by PID.
 //!
@@ -226,9 +227,9 @@ impl RedisCluster {
             .arg(&self.acl_user)
             .arg("on")
             .arg(format!(">{}", self.acl_password))
-            .arg("~*")
-            .arg("&*")
-            .arg("+@all")
+            // What the README says a probe user needs: its keys, data commands, CLUSTER SLOTS.
+            .arg(&["~flowprobe:*", "-@all", "+@read", "+@write", "+@keyspace"][..])
+            .arg(&["+@connection", "+@blocking", "+cluster|slots"][..])
             .exec(&mut self.admin(i))
             .expect("ACL SETUSER on a cluster node");
     }

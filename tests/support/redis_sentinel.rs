@@ -1,6 +1,7 @@
 //! A real Sentinel set-up on free 127.0.0.1 ports: a primary and a replica (redis-server,
 //! `requirepass` + `masterauth`, an ACL user on each) watched by three sentinels
-//! (`redis-server CONF --sentinel`, `requirepass` and an ACL user of their own, quorum 2,
+//! (`redis-server CONF --sentinel`, `requirepass` and an ACL user of their own allowed only
+//! what the step asks, quorum 2,
 //! down after 1s). Helpers force a failover and wait until it has settled, break a replica's
 //! link, and list keys on every data node.
 //!
@@ -180,7 +181,7 @@ impl SentinelSet {
              sentinel parallel-syncs {m} 1\n\
              requirepass {sp}\n\
              sentinel sentinel-pass {sp}\n\
-             user {u} on >{up} ~* &* +@all\n",
+             user {u} on >{up} -@all +@connection +sentinel|get-master-addr-by-name +sentinel|replicas\n",
             self.data[0].port,
             sp = self.sentinel_password,
             u = self.sentinel_user,
