@@ -22,7 +22,10 @@ struct Fixture {
 
 impl Fixture {
     fn start() -> Fixture {
-        let set = SentinelSet::start();
+        Fixture::from(SentinelSet::start())
+    }
+
+    fn from(set: SentinelSet) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("acl-pw"), &set.acl_password).unwrap();
         std::fs::write(dir.path().join("watcher-pw"), &set.sentinel_user_password).unwrap();
@@ -317,5 +320,47 @@ fn the_example_scenario_passes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.starts_with("PASS cache-sentinel "), "{stdout}");
+    f.no_keys_left();
+}
+
+#[tokio::test]
+async fn sentinels_and_nodes_over_tls_each_with_their_settings() {
+    let set = SentinelSet::start_tls();
+    let f = Fixture::from(set);
+    let ca = f
+        .set
+        .ca
+        .as_ref()
+        .expect("a TLS set")
+        .ca_file()
+        .display()
+        .to_string();
+    let primary = f.set.data[0].tls_port.expect("TLS port");
+    let yaml = |sentinel_tls: &str| {
+        format!(
+            "name: sentinel-tls{SECRETS}steps:\n{}{}    assert:
+      - reply 0 == \"127.0.0.1:{primary}\"
+",
+            step(
+                "rt",
+                sentinel_tls,
+                &format!(
+                    "tls: {{ca_file: '{ca}'}}\n      read_from: replica\n      roundtrip: {{}}"
+                )
+            )
+            .replace("${{ vars.sentinels }}", &f.set.sentinel_tls_nodes()),
+            step(
+                "where",
+                "",
+                &format!("tls: {{ca_file: '{ca}'}}\n      commands: [[ECHO, '${{{{ steps.rt.node }}}}']]")
+            ),
+        )
+    };
+    let o = f.run(&yaml(&format!("tls: {{ca_file: '{ca}'}}"))).await;
+    assert!(o.success, "{}", describe(&o));
+    // The sentinels' certificate is checked with their own settings: TLS with the system
+    // roots only does not trust the test CA.
+    let o = f.run(&yaml("tls: {}")).await;
+    assert_eq!(o.reason, Some(Reason::Tls), "{}", describe(&o));
     f.no_keys_left();
 }

@@ -2,8 +2,9 @@
 //! `requirepass` + `masterauth`, an ACL user on each) watched by three sentinels
 //! (`redis-server CONF --sentinel`, `requirepass` and an ACL user of their own allowed only
 //! what the step asks, quorum 2,
-//! down after 1s). Helpers force a failover and wait until it has settled, break a replica's
-//! link, and list keys on every data node.
+//! down after 1s). `start_tls` also gives every process a TLS port and makes replication and
+//! the sentinels' own links use TLS. Helpers force a failover and wait until it has settled,
+//! break a replica's link, and list keys on every data node.
 //!
 //! ```ignore
 //! let s = redis_sentinel::SentinelSet::start();
@@ -16,12 +17,17 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::redis::uuid_like;
+use std::path::PathBuf;
+
+use super::redis::{abs, uuid_like};
+use super::tls::{CertFiles, TestCa};
 use super::{find_program, free_port, wait_for_port, ChildGuard};
 
 /// A data node (primary or replica) or a sentinel.
 pub struct Proc {
     pub port: u16,
+    /// The TLS port, in a set started with TLS.
+    pub tls_port: Option<u16>,
     guard: ChildGuard,
     _dir: tempfile::TempDir,
 }
@@ -48,44 +54,99 @@ pub struct SentinelSet {
     /// An ACL user on the sentinels.
     pub sentinel_user: String,
     pub sentinel_user_password: String,
+    /// The CA of a TLS set.
+    pub ca: Option<TestCa>,
 }
 
-fn spawn(program: &Path, args: &[String], conf: Option<&str>) -> Result<Proc, String> {
+/// TLS files every process of a TLS set gets: its certificate, a client certificate for its
+/// own outgoing links (replication, sentinel to node), and the CA.
+struct TlsFiles {
+    cert: CertFiles,
+    client: CertFiles,
+    ca: PathBuf,
+}
+
+impl TlsFiles {
+    /// (option, file) pairs, as `--option` flags or config lines.
+    fn settings(&self) -> Vec<(&'static str, PathBuf)> {
+        vec![
+            ("tls-cert-file", abs(&self.cert.cert)),
+            ("tls-key-file", abs(&self.cert.key)),
+            ("tls-client-cert-file", abs(&self.client.cert)),
+            ("tls-client-key-file", abs(&self.client.key)),
+            ("tls-ca-cert-file", abs(&self.ca)),
+        ]
+    }
+}
+
+fn spawn(
+    program: &Path,
+    args: &[String],
+    conf: Option<&str>,
+    tls: Option<&TlsFiles>,
+) -> Result<Proc, String> {
     let dir = tempfile::Builder::new()
         .prefix("flowprobe-rsentinel-")
         .tempdir()
         .map_err(|e| e.to_string())?;
     let port = free_port();
+    let tls_port = tls.map(|_| free_port());
+    // With TLS, outgoing links (replication, sentinels to nodes and to each other) use TLS
+    // and announce the TLS port.
+    let mut tls_lines = Vec::new();
+    if let (Some(t), Some(tp)) = (tls, tls_port) {
+        tls_lines.push(("tls-port".to_string(), tp.to_string()));
+        for (k, f) in t.settings() {
+            tls_lines.push((k.to_string(), f.display().to_string()));
+        }
+        tls_lines.push(("tls-auth-clients".into(), "optional".into()));
+        tls_lines.push(("tls-replication".into(), "yes".into()));
+    }
     let mut cmd = Command::new(program);
     if let Some(text) = conf {
         // Sentinel rewrites its config file: it lives in the node's own directory.
         let file = dir.path().join("sentinel.conf");
-        std::fs::write(&file, format!("port {port}\n{text}")).map_err(|e| e.to_string())?;
+        let extra: String = tls_lines
+            .iter()
+            .map(|(k, v)| format!("{k} {v}\n"))
+            .collect();
+        std::fs::write(&file, format!("port {port}\n{extra}{text}")).map_err(|e| e.to_string())?;
         cmd.arg(&file).arg("--sentinel");
     } else {
         cmd.args(["--port", &port.to_string()]);
+        for (k, v) in &tls_lines {
+            cmd.arg(format!("--{k}")).arg(v);
+        }
     }
     cmd.args(["--bind", "127.0.0.1", "--daemonize", "no"])
         .args(args)
         .arg("--dir")
         .arg(dir.path());
     let mut guard = ChildGuard::spawn("redis (sentinel set)", cmd, &dir.path().join("log"))?;
-    if let Err(e) = wait_for_port(port, Duration::from_secs(5)) {
-        guard.stop();
-        return Err(format!("{e}:\n{}", guard.log_text()));
+    for p in std::iter::once(port).chain(tls_port) {
+        if let Err(e) = wait_for_port(p, Duration::from_secs(5)) {
+            guard.stop();
+            return Err(format!("{e}:\n{}", guard.log_text()));
+        }
     }
     Ok(Proc {
         port,
+        tls_port,
         guard,
         _dir: dir,
     })
 }
 
 /// Starts with a few tries: a free port can be taken between probing and binding.
-fn spawn_retry(program: &Path, args: &[String], conf: Option<&str>) -> Proc {
+fn spawn_retry(
+    program: &Path,
+    args: &[String],
+    conf: Option<&str>,
+    tls: Option<&TlsFiles>,
+) -> Proc {
     let mut last = String::new();
     for _ in 0..3 {
-        match spawn(program, args, conf) {
+        match spawn(program, args, conf, tls) {
             Ok(p) => return p,
             Err(e) => last = e,
         }
@@ -110,7 +171,24 @@ fn wait(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
 }
 
 impl SentinelSet {
+    /// Plain TCP everywhere.
     pub fn start() -> SentinelSet {
+        SentinelSet::start_with(false)
+    }
+
+    /// Every process also has a TLS port, and replication and the sentinels' own links use
+    /// TLS (so the sentinels name the nodes' TLS ports); `ca` signs every certificate.
+    pub fn start_tls() -> SentinelSet {
+        SentinelSet::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> SentinelSet {
+        let ca = tls.then(|| TestCa::new("flowprobe sentinel CA"));
+        let files = ca.as_ref().map(|ca| TlsFiles {
+            cert: ca.issue(&["127.0.0.1", "localhost"]),
+            client: ca.issue_client("redis-sentinel-set"),
+            ca: ca.ca_file().to_path_buf(),
+        });
         let program = find_program("redis-server")
             .expect("redis-server is not installed: run scripts/setup.sh");
         let password = format!("dpw-{}", uuid_like());
@@ -127,14 +205,14 @@ impl SentinelSet {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let primary = spawn_retry(&program, &common, None);
+        let primary = spawn_retry(&program, &common, None, files.as_ref());
         let mut replica_args = common.clone();
         replica_args.extend([
             "--replicaof".into(),
             "127.0.0.1".into(),
-            primary.port.to_string(),
+            primary.tls_port.unwrap_or(primary.port).to_string(),
         ]);
-        let replica = spawn_retry(&program, &replica_args, None);
+        let replica = spawn_retry(&program, &replica_args, None, files.as_ref());
         let mut set = SentinelSet {
             data: vec![primary, replica],
             sentinels: Vec::new(),
@@ -145,6 +223,7 @@ impl SentinelSet {
             sentinel_password: format!("spw-{}", uuid_like()),
             sentinel_user: "watcher".into(),
             sentinel_user_password: format!("wpw-{}", uuid_like()),
+            ca,
         };
         for i in 0..2 {
             set.acl_setuser(i);
@@ -154,7 +233,7 @@ impl SentinelSet {
         });
         let conf = set.sentinel_conf();
         for _ in 0..3 {
-            let s = spawn_retry(&program, &[], Some(&conf));
+            let s = spawn_retry(&program, &[], Some(&conf), files.as_ref());
             set.sentinels.push(s);
         }
         wait(
@@ -182,7 +261,7 @@ impl SentinelSet {
              requirepass {sp}\n\
              sentinel sentinel-pass {sp}\n\
              user {u} on >{up} -@all +@connection +sentinel|get-master-addr-by-name +sentinel|replicas\n",
-            self.data[0].port,
+            self.data[0].tls_port.unwrap_or(self.data[0].port),
             sp = self.sentinel_password,
             u = self.sentinel_user,
             up = self.sentinel_user_password,
@@ -219,6 +298,16 @@ impl SentinelSet {
             .arg(&self.master)
             .query(&mut self.sentinel_admin(i))
             .unwrap_or_default()
+    }
+
+    /// The sentinels' TLS ports, `127.0.0.1:T1,127.0.0.1:T2,127.0.0.1:T3` (TLS sets only).
+    pub fn sentinel_tls_nodes(&self) -> String {
+        let v: Vec<String> = self
+            .sentinels
+            .iter()
+            .filter_map(|s| s.tls_port.map(|p| format!("127.0.0.1:{p}")))
+            .collect();
+        v.join(",")
     }
 
     /// `127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3`.
@@ -263,7 +352,9 @@ impl SentinelSet {
         if ports.iter().any(|p| *p != Some(first)) {
             return None;
         }
-        self.data.iter().position(|d| d.port == first)
+        self.data
+            .iter()
+            .position(|d| d.port == first || d.tls_port == Some(first))
     }
 
     /// Forces a failover (`SENTINEL FAILOVER` on sentinel 0) and waits until it has settled:
