@@ -1,8 +1,7 @@
 //! A real Sentinel set-up on free 127.0.0.1 ports: a primary and a replica (redis-server,
 //! `requirepass` + `masterauth`, an ACL user on each) watched by three sentinels
 //! (`redis-server CONF --sentinel`, `requirepass` and an ACL user of their own allowed only
-//! what the step asks, quorum 2,
-//! down after 1s). `start_tls` also gives every process a TLS port and makes replication and
+//! what the step asks, quorum 2, down after 1s). `start_tls` also gives every process a TLS port and makes replication and
 //! the sentinels' own links use TLS. Helpers force a failover and wait until it has settled,
 //! break a replica's link, and list keys on every data node.
 //!
