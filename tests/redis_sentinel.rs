@@ -364,3 +364,27 @@ async fn sentinels_and_nodes_over_tls_each_with_their_settings() {
     assert_eq!(o.reason, Some(Reason::Tls), "{}", describe(&o));
     f.no_keys_left();
 }
+
+#[tokio::test]
+async fn a_silent_sentinel_costs_no_time_while_another_answers() {
+    let f = Fixture::start();
+    // Accepts connections (the kernel's backlog) but never answers a byte.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = silent.local_addr().unwrap().to_string();
+    let o = f
+        .run(&format!(
+            "name: s-silent{SECRETS}steps:\n{}",
+            step("rt", "", "connect_timeout: 3s\n      roundtrip: {}").replace(
+                "['${{ vars.sentinels }}']",
+                &format!("['{silent}', '${{{{ vars.sentinels }}}}']")
+            )
+        ))
+        .await;
+    assert!(o.success, "{}", describe(&o));
+    assert!(
+        o.steps[0].duration < Duration::from_secs(2),
+        "{}",
+        describe(&o)
+    );
+    f.no_keys_left();
+}

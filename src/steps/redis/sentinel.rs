@@ -1,10 +1,12 @@
-//! Sentinel: asks the sentinels (in order, each with its own login and TLS, within the connect
-//! and command timeouts) for the current primary of a master name, connects to it and checks
-//! its ROLE; lists the healthy replicas and reads the round-trip's value back from each.
+//! Sentinel: asks the sentinels (all at once, with their own login and TLS, within the connect
+//! and command timeouts; the first answer counts) for the current primary of a master name,
+//! connects to it and checks its ROLE; lists the healthy replicas and reads the round-trip's
+//! value back from each.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::{FromRedisValue, Value};
 
 use super::conn::{self, Con, Connected, Login, Node, Tls};
@@ -79,31 +81,42 @@ impl Resolver {
         })
     }
 
-    /// Runs `cmd` on the first sentinel that answers it; every failure is in the message.
+    /// Runs `cmd` on every sentinel at once and takes the first answer, so a dead or silent
+    /// sentinel costs nothing while another one answers; when none does, every failure is in
+    /// the message, in the order the sentinels are listed.
     async fn ask<T: FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
         what: &str,
     ) -> Result<(T, &str), StepError> {
-        let mut failures: Vec<(Reason, String)> = Vec::new();
-        for (client, addr) in &self.sentinels {
-            let shown = format!("sentinel {addr}");
-            let con =
-                conn::connect_node(client, self.connect_timeout, self.command_timeout, &shown);
-            let result = match con.await {
-                Ok(mut c) => cmd
-                    .query_async::<T>(&mut c)
-                    .await
-                    .map_err(|e| errors::step_error(&e, what, &shown)),
-                Err(e) => Err(e),
-            };
+        let mut pending: FuturesUnordered<_> = self
+            .sentinels
+            .iter()
+            .enumerate()
+            .map(|(i, (client, addr))| async move {
+                let shown = format!("sentinel {addr}");
+                let con =
+                    conn::connect_node(client, self.connect_timeout, self.command_timeout, &shown);
+                let result = match con.await {
+                    Ok(mut c) => cmd
+                        .query_async::<T>(&mut c)
+                        .await
+                        .map_err(|e| errors::step_error(&e, what, &shown)),
+                    Err(e) => Err(e),
+                };
+                (i, result)
+            })
+            .collect();
+        let mut failures: Vec<Option<StepError>> = self.sentinels.iter().map(|_| None).collect();
+        while let Some((i, result)) = pending.next().await {
             match result {
-                Ok(v) => return Ok((v, addr)),
-                Err(e) => failures.push((e.reason, e.message)),
+                Ok(v) => return Ok((v, self.sentinels[i].1.as_str())),
+                Err(e) => failures[i] = Some(e),
             }
         }
-        let reason = failures.last().map(|f| f.0).unwrap_or(Reason::Config);
-        let all: Vec<String> = failures.into_iter().map(|f| f.1).collect();
+        let failures: Vec<StepError> = failures.into_iter().flatten().collect();
+        let reason = failures.last().map(|f| f.reason).unwrap_or(Reason::Config);
+        let all: Vec<String> = failures.into_iter().map(|f| f.message).collect();
         Err(StepError::new(
             reason,
             format!("no sentinel answered {what}: {}", all.join("; ")),

@@ -66,7 +66,7 @@ pub struct RedisSpec {
 #[serde(deny_unknown_fields)]
 pub struct SentinelSpec {
     /// Sentinels as `host:port` (or redis:// / rediss:// URLs); an entry may hold several,
-    /// comma-separated. Asked in order until one answers.
+    /// comma-separated. Asked all at once; the first answer counts.
     pub nodes: Vec<String>,
     /// The monitored master's name (`sentinel monitor NAME ...`).
     pub master: String,
