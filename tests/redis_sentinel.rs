@@ -89,24 +89,7 @@ fn step(name: &str, sentinel_extra: &str, extra: &str) -> String {
 #[tokio::test]
 async fn the_primary_is_probed_and_the_value_read_back_from_the_replica() {
     let f = Fixture::start();
-    let (p, r) = (f.set.data[0].port, f.set.data[1].port);
-    let yaml = format!(
-        "name: sentinel-rt{SECRETS}steps:\n{}{}    assert:
-      - reply 0 == \"127.0.0.1:{p}\"
-      - reply 1 == \"127.0.0.1:{r}\"
-",
-        step(
-            "rt",
-            "",
-            "read_from: replica\n      roundtrip: {size: 2KiB}"
-        ),
-        step(
-            "where",
-            "",
-            "commands: [[ECHO, '${{ steps.rt.node }}'], [ECHO, '${{ steps.rt.replicas.0 }}']]"
-        ),
-    );
-    let o = f.run(&yaml).await;
+    let o = primary_and_replica(&f, 0).await;
     assert!(o.success, "{}", describe(&o));
     let phases: Vec<&str> = o.steps[0].phases.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
@@ -211,35 +194,7 @@ fn runs(text: &str, outcome: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_during_serve_is_followed_by_passing_runs_on_the_new_primary() {
     let f = Fixture::start();
-    let scenario = format!(
-        "name: cache-failover
-schedule: {{interval: 1s}}
-secrets:
-  acl_pw: {{env: FP_REDIS_PW}}
-  watcher_pw: {{env: FP_SENTINEL_PW}}
-steps:
-{}",
-        step(
-            "rt",
-            "",
-            "connect_timeout: 1s\n      command_timeout: 1s\n      read_from: replica\n      roundtrip: {}"
-        )
-    );
-    let (dir, scenarios) = scenario_dir(&[("failover.yaml", &scenario)]);
-    let vars: Vec<String> = f.vars().iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut args: Vec<&str> = Vec::new();
-    for v in &vars {
-        args.extend(["--var", v.as_str()]);
-    }
-    let mut probe = Prober::start(
-        &[&scenarios],
-        &args,
-        &[
-            ("FP_REDIS_PW", &f.set.acl_password),
-            ("FP_SENTINEL_PW", &f.set.sentinel_user_password),
-        ],
-        &dir.path().join("serve.log"),
-    );
+    let (_dir, mut probe) = serve_failover_scenario(&f);
     let wait = Duration::from_secs(60);
     tokio::task::block_in_place(|| {
         wait_until(wait, "two passing runs before the failover", || {
@@ -279,23 +234,66 @@ steps:
     drop(probe);
 
     // A run now names the new primary, and reads from the old one, now its replica.
-    let (p, r) = (f.set.data[1].port, f.set.data[0].port);
-    let o = f
-        .run(&format!(
-            "name: after{SECRETS}steps:\n{}{}    assert:
+    let o = primary_and_replica(&f, 1).await;
+    assert!(o.success, "{}", describe(&o));
+    f.no_keys_left();
+}
+
+/// `flowprobe serve` running a round-trip with a replica read every second.
+fn serve_failover_scenario(f: &Fixture) -> (tempfile::TempDir, Prober) {
+    let scenario = format!(
+        "name: cache-failover
+schedule: {{interval: 1s}}
+secrets:
+  acl_pw: {{env: FP_REDIS_PW}}
+  watcher_pw: {{env: FP_SENTINEL_PW}}
+steps:
+{}",
+        step(
+            "rt",
+            "",
+            "connect_timeout: 1s\n      command_timeout: 1s\n      read_from: replica\n      roundtrip: {}"
+        )
+    );
+    let (dir, scenarios) = scenario_dir(&[("failover.yaml", &scenario)]);
+    let vars: Vec<String> = f.vars().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut args: Vec<&str> = Vec::new();
+    for v in &vars {
+        args.extend(["--var", v.as_str()]);
+    }
+    let probe = Prober::start(
+        &[&scenarios],
+        &args,
+        &[
+            ("FP_REDIS_PW", &f.set.acl_password),
+            ("FP_SENTINEL_PW", &f.set.sentinel_user_password),
+        ],
+        &dir.path().join("serve.log"),
+    );
+    (dir, probe)
+}
+
+/// A round-trip with a replica read, then a step asserting its `node` output is data node
+/// `primary` and its `replicas` output the other one.
+async fn primary_and_replica(f: &Fixture, primary: usize) -> ScenarioOutcome {
+    let (p, r) = (f.set.data[primary].port, f.set.data[1 - primary].port);
+    f.run(&format!(
+        "name: where{SECRETS}steps:\n{}{}    assert:
       - reply 0 == \"127.0.0.1:{p}\"
       - reply 1 == \"127.0.0.1:{r}\"
 ",
-            step("rt", "", "read_from: replica\n      roundtrip: {}"),
-            step(
-                "where",
-                "",
-                "commands: [[ECHO, '${{ steps.rt.node }}'], [ECHO, '${{ steps.rt.replicas.0 }}']]"
-            ),
-        ))
-        .await;
-    assert!(o.success, "{}", describe(&o));
-    f.no_keys_left();
+        step(
+            "rt",
+            "",
+            "read_from: replica\n      roundtrip: {size: 2KiB}"
+        ),
+        step(
+            "where",
+            "",
+            "commands: [[ECHO, '${{ steps.rt.node }}'], [ECHO, '${{ steps.rt.replicas.0 }}']]"
+        ),
+    ))
+    .await
 }
 
 #[test]
