@@ -1,8 +1,8 @@
 //! The `redis` step against a real 3-master Redis Cluster (redis-cli --cluster create, an ACL
 //! user, TLS ports): keys on every master pass and say which node holds them, many random keys
 //! pass (no false MOVED alarms), ASK during a slot migration and MOVED after one are followed,
-//! a dead node is a verdict (not a hang) and runs pass again once it is back, and no key is
-//! left on any node.
+//! a dead master is a verdict (not a hang) and runs pass again once it is back or once its
+//! replica has been promoted, and no key is left on any node.
 
 mod support;
 
@@ -22,7 +22,10 @@ struct Fixture {
 
 impl Fixture {
     fn start() -> Fixture {
-        let cluster = RedisCluster::start();
+        Fixture::from(RedisCluster::start())
+    }
+
+    fn from(cluster: RedisCluster) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("acl-pw"), &cluster.acl_password).unwrap();
         std::fs::write(dir.path().join("default-pw"), &cluster.password).unwrap();
@@ -324,6 +327,61 @@ async fn a_dead_master_is_a_verdict_and_runs_pass_once_it_is_back() {
     let o = f.run(&yaml).await;
     assert!(o.success, "{}", describe(&o));
     f.no_keys_left();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_master_replaced_by_its_replica_is_followed_once_promoted() {
+    let mut f = Fixture::from(RedisCluster::start_with(1));
+    let tag = f.cluster.key_on(0, "");
+    let slot = f.cluster.slot(&tag);
+    let yaml = format!(
+        "name: promoted{SECRETS}steps:\n{}",
+        roundtrip_step(
+            "rt",
+            &tag,
+            "connect_timeout: 500ms\n      command_timeout: 1s"
+        )
+    );
+    let o = f.run(&yaml).await;
+    assert!(o.success, "{}", describe(&o));
+    f.cluster.kill(0);
+    // Verdicts until the cluster has promoted the replica (node timeout 2s), then passes.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut failed = 0;
+    loop {
+        let o = f.run(&yaml).await;
+        if o.success {
+            break;
+        }
+        failed += 1;
+        assert!(
+            matches!(
+                o.reason,
+                Some(Reason::Connect | Reason::Timeout | Reason::Cache)
+            ),
+            "{}",
+            describe(&o)
+        );
+        assert!(
+            Instant::now() < deadline,
+            "never passed again: {}",
+            describe(&o)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(failed > 0, "the dead master went unnoticed");
+    // Every node learns of the promotion in time (the client asked one that knew).
+    tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while f.cluster.owner(slot) < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "no replica (node 3..6) owns the slot"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    tokio::task::block_in_place(|| f.no_keys_left());
 }
 
 /// `flowprobe run` of an example scenario from the repository, with vars and environment.

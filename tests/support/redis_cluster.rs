@@ -1,4 +1,4 @@
-//! A real 3-master Redis Cluster on free 127.0.0.1 ports: three redis-servers with
+//! A real 3-master Redis Cluster (optionally with replicas) on free 127.0.0.1 ports: redis-servers with
 //! `cluster-enabled yes` (each its own directory, bus port and TLS port, `tls-cluster yes`),
 //! joined by `redis-cli --cluster create`, `requirepass` plus an ACL user on every node
 //! (`flowprobe:*` keys, data commands and CLUSTER SLOTS only).
@@ -71,6 +71,8 @@ fn start_node(program: &Path, conf: &NodeConf) -> Result<ClusterNode, String> {
     ]);
     add(&["--cluster-config-file", "nodes.conf"]);
     add(&["--cluster-node-timeout", "2000"]);
+    // A replica may take over however long its link was down (tests kill masters at will).
+    add(&["--cluster-replica-validity-factor", "0"]);
     add(&["--tls-cluster", "yes", "--tls-replication", "yes"]);
     add(&["--tls-auth-clients", "optional"]);
     add(&["--save", "", "--appendonly", "no", "--daemonize", "no"]);
@@ -137,6 +139,12 @@ fn admin_conn(port: u16, password: &str) -> redis::Connection {
 impl RedisCluster {
     /// Starts three nodes, creates the cluster and waits until every node sees it whole.
     pub fn start() -> RedisCluster {
+        RedisCluster::start_with(0)
+    }
+
+    /// Three masters with `replicas` replicas each (nodes 0..3 are the masters, then their
+    /// replicas), so a dead master is replaced by a promoted replica.
+    pub fn start_with(replicas: usize) -> RedisCluster {
         let program = find_program("redis-server")
             .expect("redis-server is not installed: run scripts/setup.sh");
         let ca = TestCa::new("flowprobe redis cluster CA");
@@ -151,7 +159,7 @@ impl RedisCluster {
         };
         let mut nodes = Vec::new();
         let mut tries = 0;
-        while nodes.len() < 3 {
+        while nodes.len() < 3 * (1 + replicas) {
             match start_node(&program, &conf) {
                 Ok(n) => nodes.push(n),
                 // A free port can be taken between probing and binding.
@@ -169,12 +177,12 @@ impl RedisCluster {
             acl_password: format!("acl-{}", uuid_like()),
             ca,
         };
-        cluster.create();
+        cluster.create(replicas);
         cluster.add_acl_user();
         cluster
     }
 
-    fn create(&self) {
+    fn create(&self, replicas: usize) {
         let cli = find_program("redis-cli").expect("redis-cli is not installed");
         let mut cmd = Command::new(cli);
         cmd.arg("--cluster").arg("create");
@@ -182,7 +190,7 @@ impl RedisCluster {
             cmd.arg(format!("127.0.0.1:{}", n.port));
         }
         let out = cmd
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .env("REDISCLI_AUTH", &self.password)
             .output()
             .expect("run redis-cli --cluster create");
@@ -195,16 +203,17 @@ impl RedisCluster {
         self.wait_until_settled(Duration::from_secs(30));
     }
 
-    /// Waits until every node reports `cluster_state:ok` and knows all three masters.
+    /// Waits until every live node reports `cluster_state:ok` and knows every node.
     pub fn wait_until_settled(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
         loop {
-            let ok = (0..self.nodes.len()).all(|i| {
+            let ok = self.live().all(|i| {
                 let info: String = redis::cmd("CLUSTER")
                     .arg("INFO")
                     .query(&mut self.admin(i))
                     .unwrap_or_default();
-                info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")
+                info.contains("cluster_state:ok") && info.contains(&known) && self.synced(i)
             });
             if ok {
                 return;
@@ -212,6 +221,15 @@ impl RedisCluster {
             assert!(Instant::now() < deadline, "the cluster did not settle");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// True unless node `i` is a replica whose link to its master is not up yet.
+    fn synced(&self, i: usize) -> bool {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut self.admin(i))
+            .unwrap_or_default();
+        !info.contains("role:slave") || info.contains("master_link_status:up")
     }
 
     fn add_acl_user(&self) {
@@ -254,6 +272,15 @@ impl RedisCluster {
         v.join(",")
     }
 
+    /// Indexes of the nodes that run (not killed).
+    pub fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].guard.is_some())
+    }
+
+    fn any_live(&self) -> usize {
+        self.live().next().expect("a live node")
+    }
+
     /// An admin connection to node `i` as the `default` user.
     pub fn admin(&self, i: usize) -> redis::Connection {
         admin_conn(self.nodes[i].port, &self.password)
@@ -264,11 +291,11 @@ impl RedisCluster {
         redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
-            .query(&mut self.admin(0))
+            .query(&mut self.admin(self.any_live()))
             .expect("CLUSTER KEYSLOT")
     }
 
-    /// Index of the node that owns `slot`, per node 0's CLUSTER SHARDS view.
+    /// Index of the node that owns `slot`, per a live node's CLUSTER SLOTS.
     pub fn owner(&self, slot: u16) -> usize {
         let ranges: Vec<(u16, u16, String, u16)> = self.slot_ranges();
         let port = ranges
@@ -282,11 +309,11 @@ impl RedisCluster {
             .expect("the owner is one of ours")
     }
 
-    /// (start, end, host, port) of every slot range, from node 0's CLUSTER SLOTS.
+    /// (start, end, host, port) of every slot range, from a live node's CLUSTER SLOTS.
     pub fn slot_ranges(&self) -> Vec<(u16, u16, String, u16)> {
         let v: redis::Value = redis::cmd("CLUSTER")
             .arg("SLOTS")
-            .query(&mut self.admin(0))
+            .query(&mut self.admin(self.any_live()))
             .expect("CLUSTER SLOTS");
         let redis::Value::Array(ranges) = v else {
             panic!("CLUSTER SLOTS: {v:?}")
@@ -382,10 +409,10 @@ impl RedisCluster {
         }
     }
 
-    /// Keys matching `pattern` on every node: (node index, key).
+    /// Keys matching `pattern` on every live node: (node index, key).
     pub fn keys(&self, pattern: &str) -> Vec<(usize, String)> {
         let mut all = Vec::new();
-        for i in 0..self.nodes.len() {
+        for i in self.live() {
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(pattern)
                 .query(&mut self.admin(i))
