@@ -6,6 +6,7 @@
 mod cluster;
 mod conn;
 mod errors;
+mod nodes;
 mod reply;
 mod roundtrip;
 mod sentinel;

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::conn::url_password;
+use super::nodes::{parse_node, url_password};
 use crate::steps::http::TlsSpec;
 use crate::template::{Expr, Template};
 use crate::units::{Dur, Size};
@@ -327,7 +327,7 @@ fn check_nodes(errs: &mut Problems, path: &str, nodes: &[String], tls_path: &str
                 None => {}
             }
             check_url_password(errs, &p, node);
-            if let Err(m) = super::conn::parse_node(node, false) {
+            if let Err(m) = parse_node(node, false) {
                 push(errs, &p, m);
             }
         }
