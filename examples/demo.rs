@@ -89,6 +89,56 @@ fn dns_contribution(d: &support::dnsmasq::Dnsmasq) -> Contribution {
     }
 }
 
+/// A 3-master Redis Cluster for `scenarios/cache-cluster.yaml`: its TLS ports, the ACL user.
+fn redis_cluster_contribution(c: &support::redis_cluster::RedisCluster) -> Contribution {
+    Contribution {
+        service: "cluster",
+        summary: format!(
+            "3 redis-server cluster masters on {} (TLS {})",
+            c.seeds(),
+            c.tls_seeds()
+        ),
+        vars: vec![
+            ("redis_cluster_nodes".into(), c.tls_seeds()),
+            ("redis_cluster_user".into(), c.acl_user.clone()),
+            (
+                "redis_cluster_ca_file".into(),
+                c.ca.ca_file().display().to_string(),
+            ),
+        ],
+        env: vec![(
+            "REDIS_CLUSTER_PROBE_PASSWORD".into(),
+            c.acl_password.clone(),
+        )],
+    }
+}
+
+/// A primary, a replica and three sentinels for `scenarios/cache-sentinel.yaml`.
+fn redis_sentinel_contribution(s: &support::redis_sentinel::SentinelSet) -> Contribution {
+    Contribution {
+        service: "sentinel",
+        summary: format!(
+            "primary :{}, replica :{}, sentinels {} watching `{}`",
+            s.data[0].port,
+            s.data[1].port,
+            s.sentinel_nodes(),
+            s.master
+        ),
+        vars: vec![
+            ("redis_sentinels".into(), s.sentinel_nodes()),
+            ("redis_master".into(), s.master.clone()),
+            ("redis_sentinel_user".into(), s.acl_user.clone()),
+        ],
+        env: vec![
+            (
+                "REDIS_SENTINEL_PROBE_PASSWORD".into(),
+                s.acl_password.clone(),
+            ),
+            ("SENTINEL_PASSWORD".into(), s.sentinel_password.clone()),
+        ],
+    }
+}
+
 /// s3s-fs for `scenarios/upload-and-verify.yaml` and `backup-freshness.yaml`, with a fresh
 /// backup seeded under `backups/db/`.
 fn s3_contribution(s3: &support::s3::S3Server) -> Contribution {
@@ -152,6 +202,8 @@ fn main() -> ExitCode {
     // The stack. Each value stops its processes when dropped, at the end of main.
     let ingress = Ingress::start();
     let redis = support::redis::RedisServer::start();
+    let cluster = support::redis_cluster::RedisCluster::start();
+    let sentinel = support::redis_sentinel::SentinelSet::start();
     let s3 = support::s3::S3Server::start();
     let login = support::api_app::LoginStack::start(&ingress.ca);
     let dns = support::dnsmasq::Dnsmasq::start();
@@ -159,6 +211,8 @@ fn main() -> ExitCode {
         ingress_contribution(&ingress),
         redis_contribution(&redis),
         dns_contribution(&dns),
+        redis_cluster_contribution(&cluster),
+        redis_sentinel_contribution(&sentinel),
         s3_contribution(&s3),
         login_contribution(&login),
     ];
@@ -203,8 +257,10 @@ fn main() -> ExitCode {
     );
     // What the probes left behind (only the seeded backup should remain).
     println!(
-        "left behind: redis keys {:?}, s3 objects {:?}",
+        "left behind: redis keys {:?}, cluster keys {:?}, sentinel-set keys {:?}, s3 objects {:?}",
         redis.keys("*"),
+        cluster.keys("*"),
+        sentinel.keys("*"),
         s3.objects()
     );
     drop(login);

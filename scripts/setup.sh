@@ -15,6 +15,9 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # The dns step's tests and the demo: a DNS server answering from its command line.
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+# redis-cli builds the test Redis Cluster (`--cluster create`); the tests run Sentinel as
+# `redis-server CONF --sentinel`, so Debian's redis-sentinel package is not needed.
+command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 [ -x /usr/bin/prometheus-blackbox-exporter ] || need_apt+=(prometheus-blackbox-exporter)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)

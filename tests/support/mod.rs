@@ -9,6 +9,8 @@ pub mod idp;
 pub mod nginx;
 pub mod prometheus;
 pub mod redis;
+pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod s3;
 pub mod tls;
 

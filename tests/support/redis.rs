@@ -179,12 +179,13 @@ impl RedisServer {
     }
 }
 
-fn abs(p: &Path) -> std::path::PathBuf {
+/// `p` made absolute (redis changes into `--dir` before reading files).
+pub fn abs(p: &Path) -> std::path::PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// A random-enough token for passwords: time and PID, hex.
-fn uuid_like() -> String {
+pub fn uuid_like() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())

@@ -98,7 +98,10 @@ fn a_byte_order_mark_is_not_part_of_the_first_key() {
     let top = entries(&root);
     assert_eq!(top[0].0.scalar(), Some("name"));
     assert_eq!((at(&top[0].0), top[0].0.mark.index), ((1, 2), 3));
-    assert_eq!((at(&top[1].1), &src[top[1].1.mark.index..][..1]), ((2, 4), "'"));
+    assert_eq!(
+        (at(&top[1].1), &src[top[1].1.mark.index..][..1]),
+        ((2, 4), "'")
+    );
 }
 
 #[test]
@@ -299,7 +302,9 @@ fn quoted_and_str_tagged_scalars_are_strings() {
 
 #[test]
 fn enum_variants_are_checked_where_they_are_written() {
-    let e = errors_of::<Typed>("port: 1\ntext: x\nratio: 1\non: true\nflow: pasword\nshape: {Square: 1}\n");
+    let e = errors_of::<Typed>(
+        "port: 1\ntext: x\nratio: 1\non: true\nflow: pasword\nshape: {Square: 1}\n",
+    );
     assert_eq!(
         e,
         [
@@ -307,7 +312,8 @@ fn enum_variants_are_checked_where_they_are_written() {
                 "flow".to_string(),
                 5,
                 7,
-                "unknown variant `pasword`, expected `authorization_code` or `password`".to_string()
+                "unknown variant `pasword`, expected `authorization_code` or `password`"
+                    .to_string()
             ),
             (
                 "shape".to_string(),
@@ -327,7 +333,10 @@ fn a_capture_map_reports_its_unknown_key_with_a_suggestion_as_data() {
     assert_eq!((errors[0].line, errors[0].column), (6, 24));
     assert_eq!(errors[0].path, "steps[0].capture.t");
     let unknown = errors[0].unknown_field.as_ref().expect("structured");
-    assert_eq!((unknown.field.as_str(), unknown.expected), ("secrte", &["query", "secret"][..]));
+    assert_eq!(
+        (unknown.field.as_str(), unknown.expected),
+        ("secrte", &["query", "secret"][..])
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
-//! Redis failures mapped to reasons: WRONGPASS/NOAUTH/NOPERM are `auth`, refused or lost
-//! connections `connect`, certificate problems `tls`, slow replies `timeout`, every other
-//! server error `cache`.
+//! Redis failures mapped to reasons: WRONGPASS/NOAUTH/NOPERM are `auth` (also when the
+//! cluster client wraps them into a connection error), refused or lost connections and a
+//! cluster node without a connection `connect`, certificate problems `tls`, slow replies
+//! `timeout`, every other server error (MOVED after the retries, CLUSTERDOWN, READONLY on a
+//! demoted primary, ...) `cache`.
 
 use redis::{ErrorKind, RedisError};
 
@@ -45,9 +47,17 @@ pub fn classify(e: &RedisError) -> Reason {
     if e.kind() == ErrorKind::InvalidClientConfig {
         return Reason::Config;
     }
+    if e.kind() == ErrorKind::ClusterConnectionNotFound {
+        return Reason::Connect;
+    }
     if e.is_io_error() {
         let text = chain(e).to_lowercase();
-        return if text.contains("failed to lookup address")
+        return if ["wrongpass", "noauth", "noperm", "authentication failed"]
+            .iter()
+            .any(|t| text.contains(t))
+        {
+            Reason::Auth
+        } else if text.contains("failed to lookup address")
             || text.contains("name or service not known")
         {
             Reason::Dns
@@ -122,5 +132,21 @@ mod tests {
             "invalid peer certificate: UnknownIssuer",
         ));
         assert_eq!(classify(&cert), Reason::Tls);
+    }
+
+    #[test]
+    fn cluster_errors_keep_their_reason() {
+        // The cluster client wraps a failed login into a connection error.
+        let wrapped = RedisError::from((
+            ErrorKind::IoError,
+            "Failed to create initial connections",
+            "WRONGPASS: invalid username-password pair".to_string(),
+        ));
+        assert_eq!(classify(&wrapped), Reason::Auth);
+        let gone = RedisError::from((ErrorKind::ClusterConnectionNotFound, "No connections found"));
+        assert_eq!(classify(&gone), Reason::Connect);
+        let down =
+            redis::make_extension_error("CLUSTERDOWN".into(), Some("The cluster is down".into()));
+        assert_eq!(classify(&down), Reason::Cache);
     }
 }

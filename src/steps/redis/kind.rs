@@ -27,14 +27,19 @@ impl Kind for RedisSpec {
         seconds: false,
     }];
     /// `replies` (one per command, in order), `key` and `ttl` (seconds left, from PTTL) of the
-    /// round-trip.
-    const OUTPUTS: &'static [&'static str] = &["replies", "key", "ttl"];
+    /// round-trip, `node` (`host:port` that holds the round-trip's key: the node, the slot's
+    /// primary in a cluster, the primary with Sentinel), `slot` (cluster) and `replicas` (the
+    /// replicas read with `read_from: replica`).
+    const OUTPUTS: &'static [&'static str] = &["replies", "key", "ttl", "node", "slot", "replicas"];
     const RANGES: &'static [(&'static str, Range)] = &[
         ("db", REDIS_DB),
         ("connect_timeout", REDIS_TIMEOUT),
         ("command_timeout", REDIS_TIMEOUT),
         ("roundtrip.ttl", REDIS_TTL),
-        ("roundtrip.size", Range::Size(1, super::MAX_VALUE_SIZE)),
+        (
+            "roundtrip.size",
+            Range::Size(1, super::spec::MAX_VALUE_SIZE),
+        ),
         ("commands (numbers)", REDIS_NUMBER),
     ];
 
