@@ -39,12 +39,14 @@ struct ScenarioState {
     next_run: Option<SystemTime>,
     running: bool,
     last: Option<Arc<ScenarioOutcome>>,
+    history: crate::serve::history::History,
 }
 
 /// The result of the last reload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReloadState {
     #[serde(serialize_with = "ser_time")]
+    #[schemars(with = "String")]
     pub at: SystemTime,
     pub success: bool,
     /// Why the new set was rejected (diagnostics, one per entry).
@@ -121,6 +123,7 @@ impl App {
                 next_run: None,
                 running: false,
                 last: None,
+                history: Default::default(),
             });
             entry.file = sc.file.display().to_string();
             entry.labels = sc.labels.clone();
@@ -147,6 +150,7 @@ impl App {
         if let Some(s) = self.write().get_mut(&outcome.scenario) {
             s.running = false;
             s.last = Some(outcome.clone());
+            s.history.record(outcome);
         }
     }
 
@@ -162,8 +166,15 @@ impl App {
             .clone()
     }
 
-    /// The `/status` document.
+    /// The `/status` document with every retained run.
     pub fn status_json(&self) -> Value {
+        self.status_doc(crate::serve::history::RETAINED_RUNS)
+    }
+
+    /// The `/status` document with at most `history` runs per scenario (see
+    /// [`crate::serve::status_schema`]).
+    pub fn status_doc(&self, history: usize) -> Value {
+        let now = SystemTime::now();
         let scenarios: Vec<Value> = self
             .read()
             .iter()
@@ -181,6 +192,9 @@ impl App {
                     "runs": self.metrics.counts(name).unwrap_or_default(),
                     "last_run_failure": s.last.as_deref().and_then(run_failure_json),
                     "last_run": s.last.as_deref(),
+                    "last_failure": s.history.last_failure().map(|o| &**o),
+                    "uptime": s.history.uptime(now),
+                    "history": s.history.runs(history),
                 })
             })
             .collect();
@@ -194,6 +208,8 @@ impl App {
             "ready": self.is_ready(),
             "started_at": rfc3339(self.started),
             "shard": self.shard.map(|s| s.to_string()),
+            "labels": self.metrics.const_labels().iter().cloned().collect::<BTreeMap<_, _>>(),
+            "generated_at": rfc3339(now),
             "last_reload": reload,
             "scenarios": scenarios,
         })
@@ -488,6 +504,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/status/app.js", get(crate::serve::status_page::app_js))
+        .route("/status/app.css", get(crate::serve::status_page::app_css))
         .route("/", get(index))
         .with_state(app)
 }
@@ -531,15 +549,15 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .any(|t| t.trim().starts_with("text/html"))
 }
 
-async fn status(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+async fn status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: axum::extract::Query<crate::serve::status_page::StatusQuery>,
+) -> Response {
     if wants_html(&headers) {
-        (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            app.status_html(),
-        )
-            .into_response()
+        crate::serve::status_page::page(&app)
     } else {
-        axum::Json(app.status_json()).into_response()
+        axum::Json(app.status_doc(query.history_limit())).into_response()
     }
 }
 
