@@ -57,7 +57,7 @@ pub fn page(app: &Arc<App>) -> Response {
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
             "<meta name=\"color-scheme\" content=\"light dark\">",
-            "<title>flowprobe status</title>",
+            "<title>flowprobe status</title><link rel=\"icon\" href=\"data:,\">",
             "<link rel=\"stylesheet\" href=\"/status/app.css\">",
             "<script src=\"/status/app.js\" defer></script></head>\n",
             "<body><main id=\"app\" aria-live=\"polite\" hidden></main>\n",

@@ -82,7 +82,10 @@ pub struct RunFailure {
     message: Option<String>,
 }
 
-/// The schema document.
+/// The schema document, of what serve writes (fields it leaves out when empty are optional).
 pub fn schema() -> schemars::Schema {
-    schemars::schema_for!(StatusDocument)
+    schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator()
+        .into_root_schema_for::<StatusDocument>()
 }
