@@ -176,7 +176,7 @@ fn run_section(h: &mut String, i: usize, o: &ScenarioOutcome) {
             esc(&dur(st.duration)),
             st.attempts,
             esc(&phases.join(", ")),
-            esc(&[st.message.clone().unwrap_or_default(), st.notes.join("\n")].join("\n").trim().to_string()),
+            esc([st.message.clone().unwrap_or_default(), st.notes.join("\n")].join("\n").trim()),
             s = status_word(st.status),
         );
     }
