@@ -77,6 +77,51 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// Records [`flowprobe::serve::history::RETAINED_RUNS`] passing runs of every scenario, as a
+/// long-running serve has: the /status history at its bound.
+fn fill_history(app: &App, set: &[flowprobe::scenario::LoadedScenario]) {
+    use flowprobe::outcome::{ScenarioOutcome, StepOutcome, StepStatus};
+    for sc in set {
+        for i in 0..flowprobe::serve::history::RETAINED_RUNS {
+            let steps = sc
+                .steps
+                .iter()
+                .map(|st| StepOutcome {
+                    name: st.name.clone(),
+                    kind: st.kind.name(),
+                    status: StepStatus::Passed,
+                    cleanup: false,
+                    reason: None,
+                    message: None,
+                    duration: Duration::from_millis(3),
+                    attempts: 1,
+                    phases: Vec::new(),
+                    assertions: Vec::new(),
+                    certificate_not_after: None,
+                    location: String::new(),
+                    notes: Vec::new(),
+                })
+                .collect();
+            app.finished(&Arc::new(ScenarioOutcome {
+                scenario: sc.name().to_string(),
+                file: String::new(),
+                run_id: format!("{i}"),
+                iteration: 1,
+                started_at: std::time::SystemTime::now(),
+                duration: Duration::from_millis(3),
+                success: true,
+                reason: None,
+                timed_out: false,
+                message: None,
+                cancelled: false,
+                cleanup_errors: Vec::new(),
+                labels: Default::default(),
+                steps,
+            }));
+        }
+    }
+}
+
 /// (VmRSS, VmHWM) in MiB.
 fn rss_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -412,10 +457,14 @@ fn scale() {
         let app = Arc::new(App::new(metrics.clone(), None));
         app.sync(&set);
         let (rss_status, _) = rss_mib(me);
+        fill_history(&app, &set);
+        let (rss_history, _) = rss_mib(me);
         println!(
             "loaded 10,000 scenarios in {:.2} s; RSS {rss_start:.1} MiB at start, {rss_loaded:.1} loaded, \
-             {rss_metrics:.1} with metrics series, {rss_status:.1} with /status entries",
-            load_time.as_secs_f64()
+             {rss_metrics:.1} with metrics series, {rss_status:.1} with /status entries, \
+             {rss_history:.1} with a full run history ({} runs each)",
+            load_time.as_secs_f64(),
+            flowprobe::serve::history::RETAINED_RUNS
         );
 
         // The serve wiring, plus a lag recorder.

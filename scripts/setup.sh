@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the local demo stack need on a fresh Debian machine with
 # only the Rust toolchain: Debian servers (nginx, redis, dnsmasq, prometheus/promtool,
-# blackbox_exporter), Node.js and the npm OIDC provider, the s3s-fs S3 server, and the Python
-# schema validator.
+# blackbox_exporter), Node.js and the npm OIDC provider, headless Chromium and chromedriver, the
+# s3s-fs S3 server, and the Python schema validator.
 # Idempotent: what is already there is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +27,9 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v xmllint >/dev/null 2>&1 || need_apt+=(libxml2-utils)
+# Headless browser for the /status page and HTML report tests (driven over WebDriver).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   $SUDO apt-get update -qq

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// Why a step failed: a closed set, the only error information that becomes a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     Dns,
@@ -72,7 +73,7 @@ impl std::fmt::Display for Reason {
 }
 
 /// What became of a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Passed,
@@ -82,7 +83,7 @@ pub enum StepStatus {
 }
 
 /// One evaluated assertion.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct AssertionOutcome {
     /// The assertion as written.
     pub assertion: String,
@@ -94,7 +95,7 @@ pub struct AssertionOutcome {
 }
 
 /// The result of one step (all its attempts).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StepOutcome {
     pub name: String,
     /// Step kind: http, oidc, s3, redis.
@@ -108,6 +109,7 @@ pub struct StepOutcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(with = "secs")]
+    #[schemars(with = "f64")]
     pub duration: Duration,
     /// Attempts made (1 when no retry was needed).
     pub attempts: u32,
@@ -126,15 +128,16 @@ pub struct StepOutcome {
 }
 
 /// A named sub-timing of a step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct Phase {
     pub name: String,
     #[serde(with = "secs")]
+    #[schemars(with = "f64")]
     pub duration: Duration,
 }
 
 /// The result of one run of one scenario.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ScenarioOutcome {
     pub scenario: String,
     pub file: String,
@@ -142,8 +145,10 @@ pub struct ScenarioOutcome {
     /// 1-based iteration (`--iterations`).
     pub iteration: u32,
     #[serde(with = "unix_secs")]
+    #[schemars(with = "f64")]
     pub started_at: SystemTime,
     #[serde(with = "secs")]
+    #[schemars(with = "f64")]
     pub duration: Duration,
     pub success: bool,
     /// Why the run failed: set whenever `success` is false. The first failed step's reason, or

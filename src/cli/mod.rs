@@ -84,8 +84,12 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Generate Prometheus recording and burn-rate alert rules from scenarios' `slo:` blocks.
     Slo(crate::slo::SloArgs),
-    /// Print the JSON Schema of the scenario format (for editors).
-    Schema,
+    /// Print a JSON Schema: of the scenario format (for editors), or with `status`, of serve's
+    /// `/status` JSON document.
+    Schema {
+        #[arg(value_enum, default_value_t = SchemaOf::Scenario)]
+        of: SchemaOf,
+    },
     /// Print a shell completion script: `flowprobe completions bash > /etc/bash_completion.d/flowprobe`.
     Completions {
         #[arg(value_enum)]
@@ -112,7 +116,7 @@ pub struct RunArgs {
     /// Set a scenario var: --var ingress=https://127.0.0.1:8443 (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_kv)]
     pub vars: Vec<(String, String)>,
-    /// Write a report: --report json=FILE, --report junit=FILE (repeatable).
+    /// Write a report: --report json=FILE, --report junit=FILE, --report html=FILE (repeatable).
     #[arg(long = "report", value_name = "FORMAT=FILE", value_parser = parse_report)]
     pub reports: Vec<(ReportFormat, PathBuf)>,
     /// Same as `--color never` (kept for existing scripts).
@@ -149,6 +153,16 @@ pub struct ValidateArgs {
 pub enum ReportFormat {
     Json,
     Junit,
+    Html,
+}
+
+/// What `flowprobe schema` describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaOf {
+    /// The scenario format.
+    Scenario,
+    /// Serve's `/status` JSON document.
+    Status,
 }
 
 pub fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -163,9 +177,10 @@ fn parse_report(s: &str) -> Result<(ReportFormat, PathBuf), String> {
     let format = match f.as_str() {
         "json" => ReportFormat::Json,
         "junit" => ReportFormat::Junit,
+        "html" => ReportFormat::Html,
         other => {
             return Err(format!(
-                "unknown report format `{other}`: expected json or junit"
+                "unknown report format `{other}`: expected json, junit or html"
             ))
         }
     };
@@ -198,8 +213,11 @@ pub async fn dispatch(cli: Cli) -> Result<i32, CliError> {
         Command::Validate(args) => Ok(validate(args)),
         Command::Serve(args) => crate::serve::command(args).await,
         Command::Slo(args) => crate::slo::command(args).await,
-        Command::Schema => {
-            let schema = schemars::schema_for!(crate::scenario::Scenario);
+        Command::Schema { of } => {
+            let schema = match of {
+                SchemaOf::Scenario => schemars::schema_for!(crate::scenario::Scenario),
+                SchemaOf::Status => crate::serve::status_schema::schema(),
+            };
             println!("{}", serde_json::to_string_pretty(&schema)?);
             Ok(exit::OK)
         }
@@ -309,6 +327,7 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
         let text = match format {
             ReportFormat::Json => report::json::render_with_thresholds(&outcomes, &verdicts)?,
             ReportFormat::Junit => report::junit::render(&outcomes, &verdicts),
+            ReportFormat::Html => report::html::render(&outcomes, &verdicts),
         };
         write_report(path, &text)?;
     }

@@ -1,5 +1,6 @@
 //! Reporters: separate readers of the same [`crate::outcome::ScenarioOutcome`] data.
 
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod terminal;

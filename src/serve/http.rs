@@ -35,12 +35,15 @@ pub(super) struct ScenarioState {
     pub next_run: Option<SystemTime>,
     pub running: bool,
     pub last: Option<Arc<ScenarioOutcome>>,
+    /// The last runs, bounded.
+    pub history: crate::serve::history::History,
 }
 
 /// The result of the last reload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReloadState {
     #[serde(serialize_with = "ser_time")]
+    #[schemars(with = "String")]
     pub at: SystemTime,
     pub success: bool,
     /// Why the new set was rejected (diagnostics, one per entry).
@@ -117,6 +120,7 @@ impl App {
                 next_run: None,
                 running: false,
                 last: None,
+                history: Default::default(),
             });
             entry.file = sc.file.display().to_string();
             entry.labels = sc.labels.clone();
@@ -143,6 +147,7 @@ impl App {
         if let Some(s) = self.write().get_mut(&outcome.scenario) {
             s.running = false;
             s.last = Some(outcome.clone());
+            s.history.record(outcome);
         }
     }
 
@@ -300,6 +305,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/status", get(super::status::status))
+        .route("/status/app.js", get(crate::serve::status_page::app_js))
+        .route("/status/app.css", get(crate::serve::status_page::app_css))
         .route("/", get(index))
         .with_state(app)
 }

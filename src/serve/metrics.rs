@@ -374,7 +374,7 @@ struct ScenarioMetrics {
 }
 
 /// Run counts of a scenario, for `/status`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct RunCounts {
     pub success: u64,
     pub failure: u64,
@@ -727,6 +727,11 @@ impl Metrics {
     }
 
     /// Run counts of a scenario.
+    /// The `--label` pairs every series carries (location, ...), sorted.
+    pub fn const_labels(&self) -> &[(String, String)] {
+        &self.const_labels
+    }
+
     pub fn counts(&self, scenario: &str) -> Option<RunCounts> {
         self.scenario(scenario).map(|m| {
             let s = lock(&m.series);

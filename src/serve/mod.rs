@@ -2,10 +2,13 @@
 //! `/metrics`, `/healthz`, `/readyz` and `/status`, reloads on SIGHUP or when a scenario file
 //! changes (a Kubernetes ConfigMap's symlink swap included), and drains on SIGTERM/SIGINT.
 
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod schedule;
 mod status;
+pub mod status_page;
+pub mod status_schema;
 mod watch;
 
 use std::net::SocketAddr;

@@ -25,8 +25,15 @@ const HTML_HEAD: &str = concat!(
 );
 
 impl App {
-    /// The `/status` document.
+    /// The `/status` document with every retained run.
     pub fn status_json(&self) -> Value {
+        self.status_doc(crate::serve::history::RETAINED_RUNS)
+    }
+
+    /// The `/status` document with at most `history` runs per scenario (see
+    /// [`crate::serve::status_schema`]).
+    pub fn status_doc(&self, history: usize) -> Value {
+        let now = SystemTime::now();
         let scenarios: Vec<Value> = self
             .read()
             .iter()
@@ -44,6 +51,9 @@ impl App {
                     "runs": self.metrics.counts(name).unwrap_or_default(),
                     "last_run_failure": s.last.as_deref().and_then(run_failure_json),
                     "last_run": s.last.as_deref(),
+                    "last_failure": s.history.last_failure().map(|o| &**o),
+                    "uptime": s.history.uptime(now),
+                    "history": s.history.runs(history),
                 })
             })
             .collect();
@@ -52,6 +62,8 @@ impl App {
             "ready": self.is_ready(),
             "started_at": rfc3339(self.started),
             "shard": self.shard.map(|s| s.to_string()),
+            "labels": self.metrics.const_labels().iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "generated_at": rfc3339(now),
             "last_reload": self.last_reload(),
             "scenarios": scenarios,
         })
@@ -225,15 +237,15 @@ fn wants_html(headers: &HeaderMap) -> bool {
 }
 
 /// `/status`: the page for a browser that asks for HTML, else the JSON document.
-pub(super) async fn status(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+pub(super) async fn status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: axum::extract::Query<crate::serve::status_page::StatusQuery>,
+) -> Response {
     if wants_html(&headers) {
-        (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            app.status_html(),
-        )
-            .into_response()
+        crate::serve::status_page::page(&app)
     } else {
-        axum::Json(app.status_json()).into_response()
+        axum::Json(app.status_doc(query.history_limit())).into_response()
     }
 }
 

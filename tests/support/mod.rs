@@ -4,6 +4,7 @@
 
 pub mod api_app;
 pub mod backend;
+pub mod browser;
 pub mod dnsmasq;
 pub mod idp;
 pub mod nginx;
