@@ -144,4 +144,5 @@ registry! {
     Oidc => super::oidc::OidcSpec,
     S3 => super::s3::S3Spec,
     Redis => super::redis::RedisSpec,
+    Postgres => super::postgres::PostgresSpec,
 }

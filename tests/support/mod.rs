@@ -6,6 +6,7 @@ pub mod api_app;
 pub mod backend;
 pub mod idp;
 pub mod nginx;
+pub mod postgres;
 pub mod prometheus;
 pub mod redis;
 pub mod s3;
