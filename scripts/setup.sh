@@ -14,6 +14,9 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 [ -x /usr/bin/prometheus-blackbox-exporter ] || need_apt+=(prometheus-blackbox-exporter)
+# PostgreSQL for the restore-drill tests and demo (initdb/postgres under /usr/lib/postgresql).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # kubectl (for `kubectl kustomize` in the deploy tests) ships with this machine image; Debian's
@@ -27,7 +30,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 # Debian starts nothing (no systemd here), but stop any packaged daemon that did start, by PID file.
-for pidfile in /run/nginx.pid /run/redis/redis-server.pid; do
+for pidfile in /run/nginx.pid /run/redis/redis-server.pid /run/postgresql/*.pid; do
   if [ -f "$pidfile" ]; then $SUDO kill "$(cat "$pidfile")" 2>/dev/null || true; fi
 done
 
