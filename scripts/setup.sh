@@ -31,7 +31,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 # Debian starts nothing (no systemd here), but stop any packaged daemon that did start, by PID file.
 for pidfile in /run/nginx.pid /run/redis/redis-server.pid /run/postgresql/*.pid; do
-  if [ -f "$pidfile" ]; then $SUDO kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+  if [ -f "$pidfile" ]; then $SUDO kill "$(head -n1 "$pidfile")" 2>/dev/null || true; fi
 done
 
 # The OIDC provider used by tests and the demo (npm, from the committed lock file).
