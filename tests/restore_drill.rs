@@ -15,7 +15,7 @@ use flowprobe::run::run_scenario;
 use sha2::{Digest, Sha256};
 use support::postgres::PgServer;
 use support::s3::S3Server;
-use support::{describe, load_scenario};
+use support::{describe, flowprobe_bin, load_scenario, ChildGuard};
 use tokio::io::AsyncWriteExt;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -77,8 +77,14 @@ impl Fixture {
 
     /// The drill scenario: `query` and `asserts` for the restore step; `pw` names the secret.
     async fn drill(&self, query: &str, asserts: &str, pw: &str) -> ScenarioOutcome {
+        let yaml = self.drill_yaml(query, asserts, pw);
+        let sc = load_scenario("drill.yaml", &yaml, BTreeMap::new());
+        run_scenario(&sc, 1).await
+    }
+
+    fn drill_yaml(&self, query: &str, asserts: &str, pw: &str) -> String {
         let p = |n: &str| self.dir.path().join(n).display().to_string();
-        let yaml = format!(
+        format!(
             "name: drill\nsecrets:\n  sk: {{file: '{}'}}\n  pg: {{file: '{}'}}\n\
              steps:\n\
              - name: fetch\n  s3:\n    endpoint: '{}'\n    bucket: '{}'\n    access_key_id: '{}'\n\
@@ -95,8 +101,7 @@ impl Fixture {
             self.s3.access_key,
             self.pg.url(),
         );
-        let sc = load_scenario("drill.yaml", &yaml, BTreeMap::new());
-        run_scenario(&sc, 1).await
+        yaml
     }
 
     /// Nothing left: no scratch database, no scratch file of `run`.
@@ -215,4 +220,56 @@ async fn leftover_scratch_databases_of_earlier_runs_are_swept() {
     let o = f.drill(COUNT, ASSERT_COUNT, "pg").await;
     assert!(o.success, "{}", describe(&o));
     f.assert_clean(&o);
+}
+
+/// Scratch files of the object `name` (any run).
+fn scratch_files(name: &str) -> Vec<String> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("flowprobe-") && n.ends_with(&format!("-{name}")))
+        .collect()
+}
+
+#[test]
+fn sigterm_during_the_restore_still_drops_the_database_and_removes_the_file() {
+    let f = Fixture::start();
+    let slow = dump(3).replace("ALTER TABLE ONLY", "SELECT pg_sleep(60);\n\nALTER TABLE ONLY");
+    let name = "sigterm-drill.sql";
+    f.backup(&format!("db/{name}"), slow.as_bytes(), Some(sha256(slow.as_bytes())), HOUR);
+    let file = f.dir.path().join("drill.yaml");
+    std::fs::write(&file, f.drill_yaml(COUNT, ASSERT_COUNT, "pg")).unwrap();
+    let mut cmd = std::process::Command::new(flowprobe_bin());
+    cmd.arg("run").arg(&file).env_remove("RUST_LOG");
+    let mut child = ChildGuard::spawn("flowprobe run", cmd, &f.dir.path().join("run.log")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // The restore is in pg_sleep: the scratch database exists and the file is there.
+    loop {
+        let sleeping = f.pg.psql(
+            "postgres",
+            "select count(*) from pg_stat_activity where query like 'SELECT pg_sleep%'",
+        );
+        if sleeping.trim() == "1" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no restore:\n{}", child.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(f.pg.databases("flowprobe_drill_").len(), 1);
+    assert_eq!(scratch_files(name).len(), 1);
+    child.signal("TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running:\n{}", child.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = child.log_text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("cancelled"), "{log}");
+    assert_eq!(f.pg.databases("flowprobe_drill_"), Vec::<String>::new(), "{log}");
+    assert_eq!(scratch_files(name), Vec::<String>::new(), "{log}");
 }

@@ -19,7 +19,7 @@ pub(super) async fn run(
 ) -> Result<(), StepError> {
     let inner = sql.trim().trim_end_matches(';');
     let wrapped = format!("SELECT coalesce(json_agg(q), '[]'::json)::text FROM ({inner}) AS q");
-    let row = client.query_one(&wrapped, &[]).await.map_err(|e| {
+    let row = client.query_one(wrapped.as_str(), &[]).await.map_err(|e| {
         let mut err = pg_error(&format!("query on {at}"), &e);
         if restored && e.as_db_error().is_some() && err.reason != Reason::Auth {
             err.reason = Reason::Integrity;

@@ -214,7 +214,7 @@ impl Copy {
         match piece {
             Piece::Sql(sql) => client.batch_execute(&sql).await.map_err(fail)?,
             Piece::CopyStart(sql) => {
-                self.sink = Some(Box::pin(client.copy_in(&sql).await.map_err(fail)?));
+                self.sink = Some(Box::pin(client.copy_in(sql.as_str()).await.map_err(fail)?));
             }
             Piece::CopyData(data) => {
                 self.buf.extend_from_slice(data.as_bytes());
