@@ -90,8 +90,12 @@ mod tests {
         e.into_inner()
     }
 
+    /// With a content checksum, as the `zstd` tool writes by default: without one, a flipped
+    /// byte may decode to other bytes unnoticed (the SHA-256 check catches it then).
     async fn zstd(data: &[u8]) -> Vec<u8> {
-        let mut e = ZstdEncoder::new(Vec::new());
+        use async_compression::{zstd::CParameter, Level};
+        let params = [CParameter::checksum_flag(true)];
+        let mut e = ZstdEncoder::with_quality_and_params(Vec::new(), Level::Default, &params);
         e.write_all(data).await.unwrap();
         e.shutdown().await.unwrap();
         e.into_inner()
