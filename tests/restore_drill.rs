@@ -100,8 +100,7 @@ impl Fixture {
             self.s3.bucket,
             self.s3.access_key,
             self.pg.url(),
-        );
-        yaml
+        )
     }
 
     /// Nothing left: no scratch database, no scratch file of `run`.

@@ -87,13 +87,19 @@ pub(super) async fn run(
     live.set(&name, true);
     drop_later(target, ctx, &name);
     let at = &target.display;
-    admin
-        .batch_execute(&format!(
-            "CREATE DATABASE \"{name}\"; COMMENT ON DATABASE \"{name}\" IS 'flowprobe restore drill {}'",
+    // Two statements: CREATE DATABASE cannot run in the implicit transaction of a batch.
+    for sql in [
+        format!("CREATE DATABASE \"{name}\""),
+        format!(
+            "COMMENT ON DATABASE \"{name}\" IS 'flowprobe restore drill {}'",
             unix_now()
-        ))
-        .await
-        .map_err(|e| pg_error(&format!("create database {name} on {at}"), &e))?;
+        ),
+    ] {
+        admin
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| pg_error(&format!("create database {name} on {at}"), &e))?;
+    }
     let scratch = target.connect(Some(&name)).await?;
     let statements = apply(&scratch, Path::new(&file)).await?;
     obs.add_phase("apply", t.elapsed());
