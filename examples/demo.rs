@@ -93,7 +93,10 @@ fn s3_contribution(s3: &support::s3::S3Server) -> Contribution {
 
 /// PostgreSQL for `scenarios/restore-drill.yaml`, with a dump and its `.sha256` sidecar
 /// uploaded (seeded) to s3s-fs under `backups/pg/`.
-fn drill_contribution(pg: &support::postgres::PgServer, s3: &support::s3::S3Server) -> Contribution {
+fn drill_contribution(
+    pg: &support::postgres::PgServer,
+    s3: &support::s3::S3Server,
+) -> Contribution {
     use sha2::Digest;
     let mut rows = String::new();
     for i in 1..=100 {

@@ -118,8 +118,14 @@ impl Fixture {
 }
 
 fn failed(o: &ScenarioOutcome) -> (String, Option<Reason>, String) {
-    let s = o.first_failure().unwrap_or_else(|| panic!("passed:\n{}", describe(o)));
-    (s.name.clone(), s.reason, s.message.clone().unwrap_or_default())
+    let s = o
+        .first_failure()
+        .unwrap_or_else(|| panic!("passed:\n{}", describe(o)));
+    (
+        s.name.clone(),
+        s.reason,
+        s.message.clone().unwrap_or_default(),
+    )
 }
 
 const COUNT: &str = "select count(*) as n, sum(total) as total from public.orders";
@@ -129,13 +135,22 @@ const ASSERT_COUNT: &str = "['jsonpath \"$[0].n\" == 3', 'rows == 1', 'phase \"a
 async fn the_newest_backup_restores_and_verifies_and_nothing_is_left() {
     let f = Fixture::start();
     let old = dump(1);
-    f.backup("db/old.sql", old.as_bytes(), Some(sha256(old.as_bytes())), 30 * HOUR);
+    f.backup(
+        "db/old.sql",
+        old.as_bytes(),
+        Some(sha256(old.as_bytes())),
+        30 * HOUR,
+    );
     let new = gzip(dump(3).as_bytes()).await;
     f.backup("db/new.sql.gz", &new, Some(sha256(&new)), HOUR);
     let o = f.drill(COUNT, ASSERT_COUNT, "pg").await;
     assert!(o.success, "{}", describe(&o));
     let fetch = &o.steps[0];
-    assert!(fetch.phases.iter().any(|p| p.name == "verify"), "{}", describe(&o));
+    assert!(
+        fetch.phases.iter().any(|p| p.name == "verify"),
+        "{}",
+        describe(&o)
+    );
     assert!(o.steps[1].phases.iter().any(|p| p.name == "query"));
     f.assert_clean(&o);
 }
@@ -148,7 +163,11 @@ async fn cut_flipped_and_mis_summed_backups_are_integrity_failures() {
     f.backup("db/a.sql.gz", &cut, Some(sha256(&cut)), HOUR);
     let o = f.drill(COUNT, ASSERT_COUNT, "pg").await;
     let (step, reason, msg) = failed(&o);
-    assert_eq!((step.as_str(), reason), ("fetch", Some(Reason::Integrity)), "{msg}");
+    assert_eq!(
+        (step.as_str(), reason),
+        ("fetch", Some(Reason::Integrity)),
+        "{msg}"
+    );
     assert!(msg.contains("decompress"), "{msg}");
     f.assert_clean(&o);
 
@@ -158,7 +177,11 @@ async fn cut_flipped_and_mis_summed_backups_are_integrity_failures() {
     f.backup("db/a.sql.gz", &flipped, Some(sha256(&good)), HOUR);
     let o = f.drill(COUNT, ASSERT_COUNT, "pg").await;
     let (step, reason, msg) = failed(&o);
-    assert_eq!((step.as_str(), reason), ("fetch", Some(Reason::Integrity)), "{msg}");
+    assert_eq!(
+        (step.as_str(), reason),
+        ("fetch", Some(Reason::Integrity)),
+        "{msg}"
+    );
     assert!(msg.contains("checksum sidecar"), "{msg}");
 
     f.backup("db/a.sql.gz", &good, Some("0".repeat(64)), HOUR);
@@ -173,18 +196,39 @@ async fn a_dump_cut_between_statements_or_failing_half_way_is_integrity() {
     let f = Fixture::start();
     let text = dump(3);
     let cut = &text[..text.find("ALTER TABLE").unwrap()];
-    f.backup("db/b.sql", cut.as_bytes(), Some(sha256(cut.as_bytes())), HOUR);
+    f.backup(
+        "db/b.sql",
+        cut.as_bytes(),
+        Some(sha256(cut.as_bytes())),
+        HOUR,
+    );
     let o = f.drill(COUNT, ASSERT_COUNT, "pg").await;
     let (step, reason, msg) = failed(&o);
-    assert_eq!((step.as_str(), reason), ("restore", Some(Reason::Integrity)), "{msg}");
+    assert_eq!(
+        (step.as_str(), reason),
+        ("restore", Some(Reason::Integrity)),
+        "{msg}"
+    );
     assert!(msg.contains("cut"), "{msg}");
     f.assert_clean(&o);
 
-    let bad = text.replace("ALTER TABLE ONLY public.orders", "ALTER TABLE ONLY public.missing");
-    f.backup("db/b.sql", bad.as_bytes(), Some(sha256(bad.as_bytes())), HOUR);
+    let bad = text.replace(
+        "ALTER TABLE ONLY public.orders",
+        "ALTER TABLE ONLY public.missing",
+    );
+    f.backup(
+        "db/b.sql",
+        bad.as_bytes(),
+        Some(sha256(bad.as_bytes())),
+        HOUR,
+    );
     let o = f.drill(COUNT, ASSERT_COUNT, "pg").await;
     let (step, reason, msg) = failed(&o);
-    assert_eq!((step.as_str(), reason), ("restore", Some(Reason::Integrity)), "{msg}");
+    assert_eq!(
+        (step.as_str(), reason),
+        ("restore", Some(Reason::Integrity)),
+        "{msg}"
+    );
     assert!(msg.contains("missing"), "{msg}");
     f.assert_clean(&o);
 }
@@ -193,17 +237,33 @@ async fn a_dump_cut_between_statements_or_failing_half_way_is_integrity() {
 async fn a_query_finding_no_rows_is_an_assertion_and_a_wrong_password_is_auth() {
     let f = Fixture::start();
     let text = dump(3);
-    f.backup("db/c.sql", text.as_bytes(), Some(sha256(text.as_bytes())), HOUR);
+    f.backup(
+        "db/c.sql",
+        text.as_bytes(),
+        Some(sha256(text.as_bytes())),
+        HOUR,
+    );
     let o = f
-        .drill("select id from public.orders where total > 1000", "['rows > 0']", "pg")
+        .drill(
+            "select id from public.orders where total > 1000",
+            "['rows > 0']",
+            "pg",
+        )
         .await;
     let (step, reason, _) = failed(&o);
-    assert_eq!((step.as_str(), reason), ("restore", Some(Reason::Assertion)));
+    assert_eq!(
+        (step.as_str(), reason),
+        ("restore", Some(Reason::Assertion))
+    );
     f.assert_clean(&o);
 
     let o = f.drill(COUNT, ASSERT_COUNT, "wrong").await;
     let (step, reason, msg) = failed(&o);
-    assert_eq!((step.as_str(), reason), ("restore", Some(Reason::Auth)), "{msg}");
+    assert_eq!(
+        (step.as_str(), reason),
+        ("restore", Some(Reason::Auth)),
+        "{msg}"
+    );
     assert!(!msg.contains("not-the-password"), "{msg}");
     assert!(!describe(&o).contains("not-the-password"));
     f.assert_clean(&o);
@@ -215,7 +275,12 @@ async fn leftover_scratch_databases_of_earlier_runs_are_swept() {
     let f = Fixture::start();
     f.pg.psql("postgres", "create database flowprobe_drill_leftover");
     let text = dump(3);
-    f.backup("db/d.sql", text.as_bytes(), Some(sha256(text.as_bytes())), HOUR);
+    f.backup(
+        "db/d.sql",
+        text.as_bytes(),
+        Some(sha256(text.as_bytes())),
+        HOUR,
+    );
     let o = f.drill(COUNT, ASSERT_COUNT, "pg").await;
     assert!(o.success, "{}", describe(&o));
     f.assert_clean(&o);
@@ -234,9 +299,17 @@ fn scratch_files(name: &str) -> Vec<String> {
 #[test]
 fn sigterm_during_the_restore_still_drops_the_database_and_removes_the_file() {
     let f = Fixture::start();
-    let slow = dump(3).replace("ALTER TABLE ONLY", "SELECT pg_sleep(60);\n\nALTER TABLE ONLY");
+    let slow = dump(3).replace(
+        "ALTER TABLE ONLY",
+        "SELECT pg_sleep(60);\n\nALTER TABLE ONLY",
+    );
     let name = "sigterm-drill.sql";
-    f.backup(&format!("db/{name}"), slow.as_bytes(), Some(sha256(slow.as_bytes())), HOUR);
+    f.backup(
+        &format!("db/{name}"),
+        slow.as_bytes(),
+        Some(sha256(slow.as_bytes())),
+        HOUR,
+    );
     let file = f.dir.path().join("drill.yaml");
     std::fs::write(&file, f.drill_yaml(COUNT, ASSERT_COUNT, "pg")).unwrap();
     let mut cmd = std::process::Command::new(flowprobe_bin());
@@ -252,7 +325,11 @@ fn sigterm_during_the_restore_still_drops_the_database_and_removes_the_file() {
         if sleeping.trim() == "1" {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no restore:\n{}", child.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no restore:\n{}",
+            child.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(f.pg.databases("flowprobe_drill_").len(), 1);
@@ -263,12 +340,20 @@ fn sigterm_during_the_restore_still_drops_the_database_and_removes_the_file() {
         if let Some(s) = child.child.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "still running:\n{}", child.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running:\n{}",
+            child.log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let log = child.log_text();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(log.contains("cancelled"), "{log}");
-    assert_eq!(f.pg.databases("flowprobe_drill_"), Vec::<String>::new(), "{log}");
+    assert_eq!(
+        f.pg.databases("flowprobe_drill_"),
+        Vec::<String>::new(),
+        "{log}"
+    );
     assert_eq!(scratch_files(name), Vec::<String>::new(), "{log}");
 }

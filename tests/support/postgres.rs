@@ -98,7 +98,16 @@ impl PgServer {
         let out = as_owner(&bin.join("initdb"))
             .arg("-D")
             .arg(&data)
-            .args(["-U", USER, "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .args([
+                "-U",
+                USER,
+                "-A",
+                "scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
             .arg(format!("--pwfile={}", dir.path().join("pw").display()))
             .output()
             .map_err(|e| format!("initdb: {e}"))?;
@@ -173,7 +182,9 @@ impl PgServer {
     pub fn databases(&self, prefix: &str) -> Vec<String> {
         self.psql(
             "postgres",
-            &format!("select datname from pg_database where starts_with(datname, '{prefix}') order by 1"),
+            &format!(
+                "select datname from pg_database where starts_with(datname, '{prefix}') order by 1"
+            ),
         )
         .lines()
         .map(str::to_string)

@@ -36,7 +36,10 @@ pub(super) struct Target {
 }
 
 impl Target {
-    pub(super) fn from_spec(spec: &PostgresSpec, ctx: &StepContext<'_>) -> Result<Target, StepError> {
+    pub(super) fn from_spec(
+        spec: &PostgresSpec,
+        ctx: &StepContext<'_>,
+    ) -> Result<Target, StepError> {
         let raw = spec
             .url
             .as_deref()
@@ -147,10 +150,14 @@ fn connector(tls: Option<&TlsSpec>, ctx: &StepContext<'_>) -> Result<MakeRustlsC
         .with_root_certificates(roots);
     let config = match (&tls.cert_file, &tls.key_file) {
         (Some(c), Some(k)) => {
-            let (c, k) = (render_config(c, ctx.resolver)?, render_config(k, ctx.resolver)?);
-            let certs = CertificateDer::pem_slice_iter(&read_config_file(&c, "client certificate")?)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| config_err(&format!("client certificate {c}"), &e))?;
+            let (c, k) = (
+                render_config(c, ctx.resolver)?,
+                render_config(k, ctx.resolver)?,
+            );
+            let certs =
+                CertificateDer::pem_slice_iter(&read_config_file(&c, "client certificate")?)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| config_err(&format!("client certificate {c}"), &e))?;
             let key = PrivateKeyDer::from_pem_slice(&read_config_file(&k, "client key")?)
                 .map_err(|_| config_err(&format!("client key {k}"), &"no private key found"))?;
             builder

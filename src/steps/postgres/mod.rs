@@ -163,9 +163,13 @@ mod tests {
         ] {
             assert_eq!(messages(y), "", "{y}");
         }
-        let m = messages("{url: 'postgres://u:hunter2@db/x', password: plain, tls: {insecure: true}}");
+        let m =
+            messages("{url: 'postgres://u:hunter2@db/x', password: plain, tls: {insecure: true}}");
         assert!(m.contains("url: no password in the url"), "{m}");
-        assert!(m.contains("password: the password must come from a secret"), "{m}");
+        assert!(
+            m.contains("password: the password must come from a secret"),
+            "{m}"
+        );
         assert!(m.contains("needs a `query`"), "{m}");
         assert!(m.contains("tls.insecure"), "{m}");
         assert!(!m.contains("hunter2"));

@@ -41,16 +41,25 @@ impl Live {
     }
 
     fn has(&self, name: &str) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains(name)
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
     }
 }
 
 /// A scratch database name: the prefix, then lower-case letters, digits and `_`, at most 63.
 pub fn check_name(name: &str) -> Result<(), String> {
     if !name.starts_with(DRILL_PREFIX) || name.len() == DRILL_PREFIX.len() {
-        return Err(format!("the scratch database name must start with `{DRILL_PREFIX}`"));
+        return Err(format!(
+            "the scratch database name must start with `{DRILL_PREFIX}`"
+        ));
     }
-    if name.len() > 63 || !name.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_')) {
+    if name.len() > 63
+        || !name
+            .chars()
+            .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+    {
         return Err("the scratch database name takes at most 63 of a-z, 0-9 and _".into());
     }
     Ok(())
@@ -72,8 +81,13 @@ pub(super) async fn run(
     obs: &mut Observation,
 ) -> Result<(String, Client), StepError> {
     let name = match &op.database {
-        Some(d) => render_config(d, ctx.resolver)?.replace('-', "_").to_lowercase(),
-        None => format!("{DRILL_PREFIX}{}", run_id(ctx)?.replace('-', "_").to_lowercase()),
+        Some(d) => render_config(d, ctx.resolver)?
+            .replace('-', "_")
+            .to_lowercase(),
+        None => format!(
+            "{DRILL_PREFIX}{}",
+            run_id(ctx)?.replace('-', "_").to_lowercase()
+        ),
     };
     check_name(&name).map_err(|m| StepError::new(Reason::Config, format!("{name}: {m}")))?;
     let file = render_config(&op.file, ctx.resolver)?;
@@ -170,9 +184,9 @@ fn integrity(message: String) -> StepError {
 /// Applies the dump at `path` (plain, gzip or zstd) statement by statement; returns how many
 /// statements ran. A statement the server rejects, or a cut dump, is an `integrity` failure.
 async fn apply(client: &Client, path: &Path) -> Result<u64, StepError> {
-    let (_, mut reader) = decompress::open(path).await.map_err(|e| {
-        StepError::new(Reason::Config, format!("dump {}: {e}", path.display()))
-    })?;
+    let (_, mut reader) = decompress::open(path)
+        .await
+        .map_err(|e| StepError::new(Reason::Config, format!("dump {}: {e}", path.display())))?;
     let mut splitter = Splitter::default();
     let (mut line, mut pieces) = (Vec::new(), Vec::new());
     let mut copy = Copy::default();
@@ -211,7 +225,10 @@ impl Copy {
     /// Runs one piece of the dump; returns 1 for each statement run.
     async fn handle(&mut self, client: &Client, piece: Piece, line: u64) -> Result<u64, StepError> {
         let fail = |e: tokio_postgres::Error| {
-            let err = pg_error(&format!("dump: the statement ending at line {line} fails"), &e);
+            let err = pg_error(
+                &format!("dump: the statement ending at line {line} fails"),
+                &e,
+            );
             match e.as_db_error() {
                 Some(_) => integrity(err.message),
                 None => err,

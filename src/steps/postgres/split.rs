@@ -160,8 +160,7 @@ impl Splitter {
                 return 2;
             }
             '\'' => {
-                let e = matches!(prev, Some('E' | 'e'))
-                    && !(i >= 2 && is_ident(chars[i - 2]));
+                let e = matches!(prev, Some('E' | 'e')) && !(i >= 2 && is_ident(chars[i - 2]));
                 self.state = State::Single(e);
             }
             '"' => self.state = State::Double,
@@ -243,7 +242,11 @@ mod tests {
         assert_eq!(sql[0], "SET a = 'x;y';");
         assert_eq!(sql[1], "SET b = \"we;ird\";");
         assert!(sql[2].starts_with("CREATE FUNCTION") && sql[2].ends_with("LANGUAGE sql;"));
-        assert!(sql[3].contains("$$a;b$$") && sql[3].contains("'do''n;t'"), "{}", sql[3]);
+        assert!(
+            sql[3].contains("$$a;b$$") && sql[3].contains("'do''n;t'"),
+            "{}",
+            sql[3]
+        );
     }
 
     #[test]
@@ -267,8 +270,14 @@ mod tests {
 
     #[test]
     fn cut_dumps_are_told() {
-        assert!(split("COPY t FROM stdin;\n1\n").1.unwrap_err().contains("COPY"));
-        assert!(split("SELECT 'abc;\n").1.unwrap_err().contains("inside a statement"));
+        assert!(split("COPY t FROM stdin;\n1\n")
+            .1
+            .unwrap_err()
+            .contains("COPY"));
+        assert!(split("SELECT 'abc;\n")
+            .1
+            .unwrap_err()
+            .contains("inside a statement"));
         assert!(split("CREATE TABLE t (a int\n").1.is_err());
         let cut = format!("{HEADER}\nSELECT 1;\n");
         assert!(split(&cut).1.unwrap_err().contains("closing"));

@@ -174,7 +174,14 @@ async fn newest_key(
 async fn read_sidecar(s3: &S3, key: &str, suffix: &str) -> Result<(String, String), StepError> {
     let side = format!("{key}{suffix}");
     let at = s3.at(&side);
-    let out = match s3.client.get_object().bucket(&s3.bucket).key(&side).send().await {
+    let out = match s3
+        .client
+        .get_object()
+        .bucket(&s3.bucket)
+        .key(&side)
+        .send()
+        .await
+    {
         Ok(o) => o,
         Err(e) if e.code() == Some("NoSuchKey") => {
             return Err(StepError::new(
@@ -311,7 +318,10 @@ mod tests {
 
     #[test]
     fn key_or_newest_and_one_checksum_source() {
-        assert!(check(&spec("{newest: db/, checksum_sidecar: .sha256, keep: true}")).is_empty());
+        assert!(check(&spec(
+            "{newest: db/, checksum_sidecar: .sha256, keep: true}"
+        ))
+        .is_empty());
         let m = format!("{:?}", check(&spec("{keep: true}")));
         assert!(m.contains("`key` or `newest`"), "{m}");
         let m = format!("{:?}", check(&spec("{key: a, newest: db/}")));
