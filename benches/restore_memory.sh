@@ -58,6 +58,7 @@ mkdir -p "$WORK/pg/sock"
 cp "$WORK/pgpw" "$WORK/pg/pw"
 AS=()
 if [ "$(id -u)" = 0 ]; then
+  chmod 711 "$WORK"   # the postgres user must reach its directory
   chown -R postgres:postgres "$WORK/pg"
   AS=(setpriv --reuid=postgres --regid=postgres --init-groups)
 fi
