@@ -166,6 +166,39 @@ fn s3_contribution(s3: &support::s3::S3Server) -> Contribution {
     }
 }
 
+/// PostgreSQL for `scenarios/restore-drill.yaml`, with a dump and its `.sha256` sidecar
+/// uploaded (seeded) to s3s-fs under `backups/pg/`.
+fn drill_contribution(
+    pg: &support::postgres::PgServer,
+    s3: &support::s3::S3Server,
+) -> Contribution {
+    use sha2::Digest;
+    let mut rows = String::new();
+    for i in 1..=100 {
+        rows.push_str(&format!("{i}\tcustomer {i}\t{i}.50\n"));
+    }
+    let dump = format!(
+        "--\n-- PostgreSQL database dump\n--\n\n\
+         CREATE TABLE public.orders (id integer PRIMARY KEY, customer text, total numeric(10,2));\n\n\
+         COPY public.orders (id, customer, total) FROM stdin;\n{rows}\\.\n\n\
+         --\n-- PostgreSQL database dump complete\n--\n"
+    );
+    let age = std::time::Duration::from_secs(2 * 3600);
+    s3.seed("backups/pg/nightly.sql", dump.as_bytes(), age);
+    let sum = hex::encode(sha2::Sha256::digest(dump.as_bytes()));
+    s3.seed(
+        "backups/pg/nightly.sql.sha256",
+        format!("{sum}  nightly.sql\n").as_bytes(),
+        age,
+    );
+    Contribution {
+        service: "postgres",
+        summary: format!("postgres (pid {}) on 127.0.0.1:{}", pg.pid(), pg.port),
+        vars: vec![("pg_url".into(), pg.url())],
+        env: vec![("PG_DRILL_PASSWORD".into(), pg.password.clone())],
+    }
+}
+
 /// The IdP, the API app and its nginx, as `scenarios/login-flow.yaml` reads them.
 fn login_contribution(l: &support::api_app::LoginStack) -> Contribution {
     Contribution {
@@ -207,6 +240,7 @@ fn main() -> ExitCode {
     let s3 = support::s3::S3Server::start();
     let login = support::api_app::LoginStack::start(&ingress.ca);
     let dns = support::dnsmasq::Dnsmasq::start();
+    let pg = support::postgres::PgServer::start();
     let contributions = vec![
         ingress_contribution(&ingress),
         redis_contribution(&redis),
@@ -215,6 +249,7 @@ fn main() -> ExitCode {
         redis_sentinel_contribution(&sentinel),
         s3_contribution(&s3),
         login_contribution(&login),
+        drill_contribution(&pg, &s3),
     ];
 
     println!("demo stack on 127.0.0.1:");
@@ -255,13 +290,14 @@ fn main() -> ExitCode {
         json.display(),
         junit.display()
     );
-    // What the probes left behind (only the seeded backup should remain).
+    // What the probes left behind (only the seeded backups should remain).
     println!(
-        "left behind: redis keys {:?}, cluster keys {:?}, sentinel-set keys {:?}, s3 objects {:?}",
+        "left behind: redis keys {:?}, cluster keys {:?}, sentinel-set keys {:?}, s3 objects {:?}, scratch databases {:?}",
         redis.keys("*"),
         cluster.keys("*"),
         sentinel.keys("*"),
-        s3.objects()
+        s3.objects(),
+        pg.databases("flowprobe_drill_")
     );
     drop(login);
     drop(ingress);

@@ -20,6 +20,9 @@ command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dns
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 [ -x /usr/bin/prometheus-blackbox-exporter ] || need_apt+=(prometheus-blackbox-exporter)
+# PostgreSQL for the restore-drill tests and demo (initdb/postgres under /usr/lib/postgresql).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # kubectl (for `kubectl kustomize` in the deploy tests) ships with this machine image; Debian's
@@ -36,8 +39,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 # Debian starts nothing (no systemd here), but stop any packaged daemon that did start, by PID file.
-for pidfile in /run/nginx.pid /run/redis/redis-server.pid; do
-  if [ -f "$pidfile" ]; then $SUDO kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+for pidfile in /run/nginx.pid /run/redis/redis-server.pid /run/postgresql/*.pid; do
+  if [ -f "$pidfile" ]; then $SUDO kill "$(head -n1 "$pidfile")" 2>/dev/null || true; fi
 done
 
 # The OIDC provider used by tests and the demo (npm, from the committed lock file).

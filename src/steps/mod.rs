@@ -11,10 +11,12 @@
 //! State a kind keeps between runs (caches) lives in [`Shared`], reached through the
 //! [`StepContext`], never in a `static`.
 
+pub mod decompress;
 pub mod dns;
 pub mod http;
 pub mod kind;
 pub mod oidc;
+pub mod postgres;
 pub mod redis;
 pub mod registry;
 pub mod s3;

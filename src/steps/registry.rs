@@ -146,4 +146,5 @@ registry! {
     Redis => super::redis::RedisSpec,
     Dns => super::dns::DnsSpec,
     Tcp => super::tcp::TcpSpec,
+    Postgres => super::postgres::PostgresSpec,
 }

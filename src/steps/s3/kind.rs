@@ -43,7 +43,8 @@ impl Kind for S3Spec {
         OwnQuery::output("newest.size", &["newest", "size"]),
         OwnQuery::output("newest.key", &["newest", "key"]),
     ];
-    /// `newest` is an object: `newest.key`, `newest.size`, `newest.age`.
+    /// `newest` is an object: `newest.key`, `newest.size`, `newest.age`; `file` is the scratch
+    /// file of a `get` with `keep: true`.
     const OUTPUTS: &'static [&'static str] = &[
         "status",
         "key",
@@ -56,6 +57,7 @@ impl Kind for S3Spec {
         "newest",
         "parts",
         "swept",
+        "file",
     ];
     const RANGES: &'static [(&'static str, Range)] = &[
         ("put.size", S3_OBJECT_SIZE),

@@ -5,6 +5,7 @@
 
 mod client;
 mod errors;
+mod fetch;
 mod kind;
 mod ledger;
 mod ops;
@@ -107,7 +108,21 @@ pub struct PutOp {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetOp {
+    /// Object key; or give `newest`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key: String,
+    /// Get the newest object under this prefix instead of `key` (checksum sidecars skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<String>,
+    /// Verify against the sidecar object `<key><suffix>` (`.sha256`, `sha256sum` format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_sidecar: Option<String>,
+    /// Check that a gzip or zstd object (told by its magic bytes) decompresses to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decompress: Option<bool>,
+    /// Keep the object in a scratch file for later steps (output `file`), removed at run end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<bool>,
     /// Expected SHA-256 (hex, optionally `sha256:`-prefixed). Without it, an object this run
     /// put is compared with what was put.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,6 +219,7 @@ impl S3Spec {
         }
         if let Some(g) = &self.get {
             check_checksum(&mut errs, "get.checksum", g.checksum.as_deref());
+            errs.extend(fetch::check(g));
         }
         if let Some(p) = &self.presign {
             errs.extend(check_presign(p));
@@ -409,6 +425,8 @@ pub async fn execute(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<Observation
     }
     if let Some(op) = &spec.put {
         ops::put(&s3, op, ctx, &mut obs).await?;
+    } else if let Some(op) = spec.get.as_ref().filter(|g| fetch::wanted(g)) {
+        fetch::get(&s3, op, ctx, &mut obs).await?;
     } else if let Some(op) = &spec.get {
         ops::get(&s3, op, ctx, &mut obs).await?;
     } else if let Some(op) = &spec.head {
