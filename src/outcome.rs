@@ -98,7 +98,7 @@ pub struct AssertionOutcome {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StepOutcome {
     pub name: String,
-    /// Step kind: http, oidc, s3, redis, postgres.
+    /// The step kind's key (`http`, `redis`, ...), as the registry names it.
     pub kind: &'static str,
     pub status: StepStatus,
     /// True for steps from the `finally:` block.
