@@ -548,7 +548,7 @@ mod tests {
     use super::*;
 
     fn messages(yaml: &str) -> String {
-        let spec: DnsSpec = serde_yaml::from_str(yaml).unwrap();
+        let spec: DnsSpec = crate::scenario::yaml::from_str(yaml).unwrap();
         spec.check()
             .into_iter()
             .map(|(p, m)| format!("{p}: {m}"))
@@ -619,7 +619,8 @@ mod tests {
     #[test]
     fn the_query_carries_the_name_type_and_recursion_flag() {
         let spec: DnsSpec =
-            serde_yaml::from_str("{name: app.test, type: mx, recursion: false}").unwrap();
+            crate::scenario::yaml::from_str("{name: app.test, type: mx, recursion: false}")
+                .unwrap();
         let q = Question {
             name: parse_name(spec.name.as_deref().unwrap()).unwrap(),
             type_name: "MX",

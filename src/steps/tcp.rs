@@ -575,7 +575,7 @@ mod tests {
     use super::*;
 
     fn messages(yaml: &str) -> String {
-        let spec: TcpSpec = serde_yaml::from_str(yaml).unwrap();
+        let spec: TcpSpec = crate::scenario::yaml::from_str(yaml).unwrap();
         spec.check()
             .into_iter()
             .map(|(p, m)| format!("{p}: {m}"))

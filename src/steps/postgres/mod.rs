@@ -147,7 +147,7 @@ mod tests {
     use super::*;
 
     fn messages(yaml: &str) -> String {
-        let s: PostgresSpec = serde_yaml::from_str(yaml).unwrap();
+        let s: PostgresSpec = crate::scenario::yaml::from_str(yaml).unwrap();
         s.check()
             .into_iter()
             .map(|(p, m)| format!("{p}: {m}"))

@@ -313,7 +313,7 @@ mod tests {
     use super::*;
 
     fn spec(yaml: &str) -> GetOp {
-        serde_yaml::from_str(yaml).unwrap()
+        crate::scenario::yaml::from_str(yaml).unwrap()
     }
 
     #[test]
