@@ -254,7 +254,7 @@ fn scalars_are_typed_by_the_core_schema_and_strings_take_any_scalar() {
          shape: {Rect: {w: 2, h: 3}}\nwrapped: 'w'\nargs: [SET, 5, -2, 1.5, true, \"7\"]\n\
          json: {a: [1, null, x]}\n",
     )
-    .unwrap();
+    .expect("the test document is valid");
     assert_eq!(t.port, 8080);
     assert_eq!(t.text, "8080");
     assert_eq!(t.maybe, None);
@@ -277,7 +277,7 @@ fn scalars_are_typed_by_the_core_schema_and_strings_take_any_scalar() {
     assert_eq!(t.json, Some(serde_json::json!({"a": [1, null, "x"]})));
     let t: Typed =
         from_str("port: 1\ntext: ''\nratio: 2\non: false\nshape: {Circle: 1.5}\nmaybe: -0o17\n")
-            .unwrap();
+            .expect("the test document is valid");
     assert_eq!(
         (t.ratio, t.shape, t.maybe),
         (2.0, Some(Shape::Circle(1.5)), Some(-15))
@@ -341,11 +341,11 @@ fn a_capture_map_reports_its_unknown_key_with_a_suggestion_as_data() {
 
 #[test]
 fn units_and_model_visitors_read_their_values() {
-    let d: Dur = from_str("90").unwrap();
+    let d: Dur = from_str("90").expect("the test document is valid");
     assert_eq!(d.0.as_secs(), 90);
-    let d: Dur = from_str("1.5m").unwrap();
+    let d: Dur = from_str("1.5m").expect("the test document is valid");
     assert_eq!(d.0.as_secs(), 90);
-    let s: Size = from_str("64KiB").unwrap();
+    let s: Size = from_str("64KiB").expect("the test document is valid");
     assert_eq!(s.0, 65536);
     let e = errors_of::<Dur>("5 seconds");
     assert_eq!((e[0].1, e[0].2), (1, 1));

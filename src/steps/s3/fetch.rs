@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::client::S3;
 use super::errors::{sdk_error, transport_reason};
-use super::ops::{age_secs, expected_checksum, verify};
+use super::ops::{age_secs, expected_checksum, list_all, verify};
 use super::payload::{parse_checksum, Digester};
 use super::{run_id, GetOp};
 use crate::observation::Observation;
@@ -21,8 +21,6 @@ use crate::steps::decompress::check_to_end;
 use crate::steps::http::{error_chain, DEFAULT_MAX_BODY};
 use crate::steps::{render_config, StepContext, StepError};
 
-/// Most pages of a `newest` listing (1000 keys each).
-const MAX_PAGES: usize = 1000;
 /// Most bytes read of a checksum sidecar.
 const MAX_SIDECAR: usize = 4096;
 
@@ -132,33 +130,13 @@ async fn newest_key(
     obs: &mut Observation,
 ) -> Result<String, StepError> {
     let at = format!("s3://{}/{prefix}* at {}", s3.bucket, s3.endpoint);
-    let mut best: Option<(String, u64, f64)> = None;
-    let mut token: Option<String> = None;
-    for _ in 0..MAX_PAGES {
-        let out = s3
-            .client
-            .list_objects_v2()
-            .bucket(&s3.bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| sdk_error("ListObjectsV2", &at, &e))?;
-        for o in out.contents() {
-            let key = o.key().unwrap_or_default();
-            if sidecar.is_some_and(|s| key.ends_with(s)) {
-                continue;
-            }
-            let age = o.last_modified().map(age_secs).unwrap_or(f64::MAX);
-            if best.as_ref().is_none_or(|b| age < b.2) {
-                best = Some((key.to_string(), o.size().unwrap_or(0).max(0) as u64, age));
-            }
-        }
-        match (out.is_truncated(), out.next_continuation_token()) {
-            (Some(true), Some(next)) => token = Some(next.to_string()),
-            _ => break,
-        }
-    }
+    // An object without a date counts as the oldest.
+    let best = list_all(s3, prefix)
+        .await?
+        .into_iter()
+        .filter(|o| !sidecar.is_some_and(|s| o.key.ends_with(s)))
+        .map(|o| (o.key, o.size, if o.dated { o.age } else { f64::MAX }))
+        .min_by(|a, b| a.2.total_cmp(&b.2));
     let (key, size, age) =
         best.ok_or_else(|| StepError::new(Reason::Storage, format!("{at}: no object found")))?;
     obs.outputs.insert("age".into(), json!(age));

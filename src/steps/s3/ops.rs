@@ -427,14 +427,17 @@ pub async fn delete(
 }
 
 /// One listed object.
-struct Listed {
-    key: String,
-    size: u64,
-    age: f64,
+pub(super) struct Listed {
+    pub key: String,
+    pub size: u64,
+    /// Seconds since it was last modified; 0 when the store gave no date.
+    pub age: f64,
+    /// The store gave a modification date.
+    pub dated: bool,
 }
 
 /// Every object under `prefix`, page by page.
-async fn list_all(s3: &S3, prefix: &str) -> Result<Vec<Listed>, StepError> {
+pub(super) async fn list_all(s3: &S3, prefix: &str) -> Result<Vec<Listed>, StepError> {
     let at = format!("s3://{}/{prefix}* at {}", s3.bucket, s3.endpoint);
     let mut all = Vec::new();
     let mut token: Option<String> = None;
@@ -453,6 +456,7 @@ async fn list_all(s3: &S3, prefix: &str) -> Result<Vec<Listed>, StepError> {
                 key: o.key().unwrap_or_default().to_string(),
                 size: o.size().unwrap_or(0).max(0) as u64,
                 age: o.last_modified().map(age_secs).unwrap_or(0.0),
+                dated: o.last_modified().is_some(),
             });
         }
         match (out.is_truncated(), out.next_continuation_token()) {
