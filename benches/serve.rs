@@ -98,6 +98,8 @@ fn fill_history(app: &App, set: &[flowprobe::scenario::LoadedScenario]) {
                     phases: Vec::new(),
                     assertions: Vec::new(),
                     certificate_not_after: None,
+                    tls: None,
+                    connection: None,
                     location: String::new(),
                     notes: Vec::new(),
                 })
@@ -106,6 +108,7 @@ fn fill_history(app: &App, set: &[flowprobe::scenario::LoadedScenario]) {
                 scenario: sc.name().to_string(),
                 file: String::new(),
                 run_id: format!("{i}"),
+                trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
                 iteration: 1,
                 started_at: std::time::SystemTime::now(),
                 duration: Duration::from_millis(3),

@@ -34,4 +34,5 @@ pub mod slo;
 pub mod steps;
 pub mod suggest;
 pub mod template;
+pub mod trace;
 pub mod units;

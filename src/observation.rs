@@ -20,6 +20,10 @@ pub struct Observation {
     pub phases: Vec<(String, Duration)>,
     /// `notAfter` of the peer's leaf certificate, when TLS was used.
     pub cert_not_after: Option<SystemTime>,
+    /// What the TLS handshake showed, when the step's client can tell.
+    pub tls: Option<crate::outcome::TlsFacts>,
+    /// Whether the (last) request opened a connection or reused one, when the client can tell.
+    pub connection: Option<crate::outcome::ConnectionUse>,
     /// Step-kind outputs (`access_token`, `claims`, `replies`, `size`, `etag`, ...), usable in
     /// queries and as `steps.NAME.OUTPUT` in templates.
     pub outputs: serde_json::Map<String, serde_json::Value>,

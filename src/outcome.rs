@@ -117,14 +117,59 @@ pub struct StepOutcome {
     pub phases: Vec<Phase>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub assertions: Vec<AssertionOutcome>,
-    /// Unix time when the peer certificate expires, when the step used TLS.
+    /// Unix time when the first certificate of the peer's chain expires, when the step used
+    /// TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_not_after: Option<u64>,
+    /// What the TLS handshake of the step's (last) connection showed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFacts>,
+    /// Whether the step's (last) request opened a connection or reused one of this run's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionUse>,
     /// `file:line` of the step.
     pub location: String,
     /// Facts worth knowing that are not failures (a response body cut at `max_body`), redacted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// What a TLS handshake showed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct TlsFacts {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub version: String,
+    /// The negotiated cipher suite (`TLS13_AES_256_GCM_SHA384`).
+    pub cipher: String,
+    /// The negotiated ALPN protocol (`h2`, `http/1.1`), when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+    /// The peer's certificate chain as sent, leaf first.
+    pub chain: Vec<CertificateFacts>,
+}
+
+impl TlsFacts {
+    /// The certificate of the chain that expires first.
+    pub fn earliest_expiry(&self) -> Option<&CertificateFacts> {
+        self.chain.iter().min_by_key(|c| c.not_after)
+    }
+}
+
+/// One certificate of a peer's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct CertificateFacts {
+    pub subject: String,
+    pub issuer: String,
+    /// Unix time of `notAfter`.
+    pub not_after: u64,
+}
+
+/// Whether a request opened its connection or reused one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionUse {
+    New,
+    Reused,
 }
 
 /// A named sub-timing of a step.
@@ -142,6 +187,9 @@ pub struct ScenarioOutcome {
     pub scenario: String,
     pub file: String,
     pub run_id: String,
+    /// The W3C trace id of this run (32 hex digits): every request the run's steps send
+    /// carries it in `traceparent`.
+    pub trace_id: String,
     /// 1-based iteration (`--iterations`).
     pub iteration: u32,
     #[serde(with = "unix_secs")]
@@ -219,6 +267,8 @@ pub(crate) mod fixtures {
             phases: Vec::new(),
             assertions: Vec::new(),
             certificate_not_after: None,
+            tls: None,
+            connection: None,
             location: "shop.yaml:3".into(),
             notes: Vec::new(),
         }
@@ -231,6 +281,7 @@ pub(crate) mod fixtures {
             scenario: scenario.into(),
             file: "shop.yaml".into(),
             run_id: "r1".into(),
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
             iteration: 1,
             started_at: SystemTime::UNIX_EPOCH,
             duration: steps.iter().map(|s| s.duration).sum(),

@@ -380,6 +380,7 @@ mod tests {
         ScenarioOutcome {
             file: "dir/shop.yaml".into(),
             run_id: format!("run-{iteration}"),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
             iteration,
             started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             duration: Duration::from_millis(40),

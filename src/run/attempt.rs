@@ -55,6 +55,10 @@ pub(super) async fn attempt(
         cookies: shared.cookies.clone(),
         cleanups: &shared.cleanups,
         shared: &shared.process,
+        trace: crate::trace::SpanContext {
+            trace_id: ctx.trace_id,
+            span_id: crate::trace::SpanId::random(),
+        },
     };
     let started = Instant::now();
     let execute = async {

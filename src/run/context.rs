@@ -31,6 +31,8 @@ impl RunShared {
 /// Values a run's templates can read.
 pub(super) struct RunContext {
     pub run_id: String,
+    /// The run's trace: each step attempt is a span in it.
+    pub trace_id: crate::trace::TraceId,
     pub started_at: String,
     pub iteration: u32,
     pub vars: HashMap<String, String>,
@@ -41,9 +43,15 @@ pub(super) struct RunContext {
 
 impl RunContext {
     /// A run's context before its secrets are read and its vars rendered.
-    pub fn new(run_id: String, started_at: SystemTime, iteration: u32) -> Self {
+    pub fn new(
+        run_id: String,
+        trace_id: crate::trace::TraceId,
+        started_at: SystemTime,
+        iteration: u32,
+    ) -> Self {
         RunContext {
             run_id,
+            trace_id,
             started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
             iteration,
             vars: HashMap::new(),

@@ -25,6 +25,7 @@ use crate::outcome::{Reason, ScenarioOutcome, StepOutcome, StepStatus};
 use crate::scenario::{CompiledStep, LoadedScenario};
 use crate::secrets::{read_secret, Redactor};
 use crate::template::render;
+use crate::trace::TraceId;
 
 /// Time allowed for each clean-up action.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,6 +111,8 @@ fn new_outcome(
         scenario: sc.name.clone(),
         file: sc.file.display().to_string(),
         run_id,
+        // Replaced by the run's own; a run that dies before it starts still has a valid id.
+        trace_id: TraceId::random().to_string(),
         iteration,
         started_at,
         duration: Duration::ZERO,
@@ -141,8 +144,10 @@ async fn run_inner(
     start: Instant,
 ) -> ScenarioOutcome {
     // The steps are awaited here, not in helpers: see `attempt` on the nesting of futures.
+    let trace_id = TraceId::random();
     let mut out = new_outcome(sc, run_id.to_string(), iteration, started_at);
-    let mut ctx = RunContext::new(out.run_id.clone(), started_at, iteration);
+    out.trace_id = trace_id.to_string();
+    let mut ctx = RunContext::new(out.run_id.clone(), trace_id, started_at, iteration);
     if let Err(msg) = prepare(sc, &mut ctx, redactor) {
         return could_not_start(sc, out, &msg, redactor, start);
     }

@@ -66,6 +66,8 @@ pub(super) fn skipped(step: &CompiledStep, cleanup: bool) -> StepOutcome {
         phases: Vec::new(),
         assertions: Vec::new(),
         certificate_not_after: None,
+        tls: None,
+        connection: None,
         location: step.location.clone(),
         notes: Vec::new(),
     }
@@ -212,6 +214,8 @@ fn step_outcome(
                 .ok()
                 .map(|d| d.as_secs())
         }),
+        tls: obs.as_ref().and_then(|o| o.tls.clone()),
+        connection: obs.as_ref().and_then(|o| o.connection),
         location: step.location.clone(),
         notes: obs
             .as_ref()

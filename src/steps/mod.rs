@@ -84,6 +84,8 @@ pub struct StepContext<'a> {
     pub cleanups: &'a Cleanups,
     /// What steps keep between runs of this process (caches), one value per type.
     pub shared: &'a Shared,
+    /// This attempt's span: requests carry it in `traceparent`.
+    pub trace: crate::trace::SpanContext,
 }
 
 /// A boxed clean-up action's future.
