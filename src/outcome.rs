@@ -129,9 +129,45 @@ pub struct StepOutcome {
     pub connection: Option<ConnectionUse>,
     /// `file:line` of the step.
     pub location: String,
+    /// The step's span in the run's trace (16 hex digits), when the step ran. A step that made
+    /// one attempt is one span, whose id its requests carried in `traceparent`; a step that
+    /// retried has a span of its own with one child span per attempt (`attempt_spans`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
+    /// When the step started, when it ran.
+    #[serde(with = "unix_secs_opt", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<f64>")]
+    pub started_at: Option<SystemTime>,
+    /// The HTTP status of the step's (last) response, for the kinds that have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// One entry per attempt when the step made more than one: each attempt's span, whose id
+    /// that attempt's requests carried in `traceparent`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempt_spans: Vec<AttemptSpan>,
     /// Facts worth knowing that are not failures (a response body cut at `max_body`), redacted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// One attempt of a step that retried: a child span of the step's span.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct AttemptSpan {
+    /// 1-based.
+    pub attempt: u32,
+    /// 16 hex digits: the span id this attempt's requests carried in `traceparent`.
+    pub span_id: String,
+    #[serde(with = "unix_secs")]
+    #[schemars(with = "f64")]
+    pub started_at: SystemTime,
+    #[serde(with = "secs")]
+    #[schemars(with = "f64")]
+    pub duration: Duration,
+    /// Why the attempt failed; none for the attempt that passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
 }
 
 /// What a TLS handshake showed.
@@ -190,6 +226,8 @@ pub struct ScenarioOutcome {
     /// The W3C trace id of this run (32 hex digits): every request the run's steps send
     /// carries it in `traceparent`.
     pub trace_id: String,
+    /// The run's root span (16 hex digits): the parent of every step's span.
+    pub span_id: String,
     /// 1-based iteration (`--iterations`).
     pub iteration: u32,
     #[serde(with = "unix_secs")]
@@ -270,6 +308,10 @@ pub(crate) mod fixtures {
             tls: None,
             connection: None,
             location: "shop.yaml:3".into(),
+            span_id: (status != StepStatus::Skipped).then(|| "b7ad6b7169203331".into()),
+            started_at: (status != StepStatus::Skipped).then_some(SystemTime::UNIX_EPOCH),
+            http_status: None,
+            attempt_spans: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -282,6 +324,7 @@ pub(crate) mod fixtures {
             file: "shop.yaml".into(),
             run_id: "r1".into(),
             trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            span_id: "00f067aa0ba902b7".into(),
             iteration: 1,
             started_at: SystemTime::UNIX_EPOCH,
             duration: steps.iter().map(|s| s.duration).sum(),
@@ -302,6 +345,17 @@ mod secs {
     use std::time::Duration;
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
+    }
+}
+
+mod unix_secs_opt {
+    use serde::Serializer;
+    use std::time::SystemTime;
+    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => super::unix_secs::serialize(t, s),
+            None => s.serialize_none(),
+        }
     }
 }
 

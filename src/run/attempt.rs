@@ -44,6 +44,7 @@ pub(super) async fn attempt(
     shared: &RunShared,
     budget: Duration,
     by_deadline: bool,
+    trace: crate::trace::SpanContext,
 ) -> Attempt {
     // The kind's future is awaited here, not in a helper: more async layers between a run and
     // a kind's execution push the run's future past the compiler's query depth limit when it
@@ -55,10 +56,7 @@ pub(super) async fn attempt(
         cookies: shared.cookies.clone(),
         cleanups: &shared.cleanups,
         shared: &shared.process,
-        trace: crate::trace::SpanContext {
-            trace_id: ctx.trace_id,
-            span_id: crate::trace::SpanId::random(),
-        },
+        trace,
     };
     let started = Instant::now();
     let execute = async {

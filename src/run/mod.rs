@@ -18,14 +18,14 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use self::context::{RunContext, RunShared};
-use self::step::{cut_short, run_step, skipped, unmet_step_reference};
+use self::step::{cut_short, run_step, skipped, unmet_step_reference, StepStart};
 use self::stop::Stop;
 pub use self::stop::{RunControl, DEFAULT_CLEANUP_GRACE};
 use crate::outcome::{Reason, ScenarioOutcome, StepOutcome, StepStatus};
 use crate::scenario::{CompiledStep, LoadedScenario};
 use crate::secrets::{read_secret, Redactor};
 use crate::template::render;
-use crate::trace::TraceId;
+use crate::trace::{SpanContext, SpanId, TraceId};
 
 /// Time allowed for each clean-up action.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,21 +60,45 @@ pub async fn run_scenario_with(
     redactor: &Redactor,
     control: &RunControl,
 ) -> ScenarioOutcome {
-    let started_at = SystemTime::now();
-    let start = Instant::now();
-    let run_id = new_run_id();
-    let run = run_inner(sc, iteration, redactor, control, &run_id, started_at, start);
+    let begin = RunStart::now(iteration);
+    let run = run_inner(sc, redactor, control, &begin);
     match AssertUnwindSafe(run).catch_unwind().await {
         Ok(out) => out,
         Err(payload) => {
-            let mut out = new_outcome(sc, run_id, iteration, started_at);
+            // The same run id and trace as the requests it sent before it died.
+            let mut out = new_outcome(sc, &begin);
             let msg = redactor.redact(&format!("internal error: {}", panic_text(&*payload)));
-            tracing::error!(scenario = %out.scenario, reason = "internal", error = %msg, "run failed");
+            tracing::error!(scenario = %out.scenario, trace_id = %out.trace_id, reason = "internal", error = %msg, "run failed");
             out.reason = Some(Reason::Internal);
             out.message = Some(msg);
             out.steps = all_skipped(sc);
-            out.duration = start.elapsed();
+            out.duration = begin.start.elapsed();
             out
+        }
+    }
+}
+
+/// What a run is from its start: its ids, its trace's root span, and when it began.
+struct RunStart {
+    run_id: String,
+    iteration: u32,
+    /// The run's root span.
+    trace: SpanContext,
+    started_at: SystemTime,
+    start: Instant,
+}
+
+impl RunStart {
+    fn now(iteration: u32) -> RunStart {
+        RunStart {
+            run_id: new_run_id(),
+            iteration,
+            trace: SpanContext {
+                trace_id: TraceId::random(),
+                span_id: SpanId::random(),
+            },
+            started_at: SystemTime::now(),
+            start: Instant::now(),
         }
     }
 }
@@ -82,11 +106,11 @@ pub async fn run_scenario_with(
 /// The outcome of a run that died outside the runner's own guard: failed, reason `internal`.
 /// `why` must hold no secret: callers pass a fixed text, never a panic payload.
 pub fn internal_failure(sc: &LoadedScenario, iteration: u32, why: &str) -> ScenarioOutcome {
-    let mut out = new_outcome(sc, new_run_id(), iteration, SystemTime::now());
+    let mut out = new_outcome(sc, &RunStart::now(iteration));
     out.reason = Some(Reason::Internal);
     out.message = Some(format!("internal error: {why}"));
     out.steps = all_skipped(sc);
-    tracing::error!(scenario = %out.scenario, reason = "internal", "run failed: its task died");
+    tracing::error!(scenario = %out.scenario, trace_id = %out.trace_id, reason = "internal", "run failed: its task died");
     out
 }
 
@@ -101,20 +125,15 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn new_outcome(
-    sc: &LoadedScenario,
-    run_id: String,
-    iteration: u32,
-    started_at: SystemTime,
-) -> ScenarioOutcome {
+fn new_outcome(sc: &LoadedScenario, begin: &RunStart) -> ScenarioOutcome {
     ScenarioOutcome {
         scenario: sc.name.clone(),
         file: sc.file.display().to_string(),
-        run_id,
-        // Replaced by the run's own; a run that dies before it starts still has a valid id.
-        trace_id: TraceId::random().to_string(),
-        iteration,
-        started_at,
+        run_id: begin.run_id.clone(),
+        trace_id: begin.trace.trace_id.to_string(),
+        span_id: begin.trace.span_id.to_string(),
+        iteration: begin.iteration,
+        started_at: begin.started_at,
         duration: Duration::ZERO,
         success: false,
         reason: None,
@@ -136,18 +155,19 @@ fn all_skipped(sc: &LoadedScenario) -> Vec<StepOutcome> {
 
 async fn run_inner(
     sc: &LoadedScenario,
-    iteration: u32,
     redactor: &Redactor,
     control: &RunControl,
-    run_id: &str,
-    started_at: SystemTime,
-    start: Instant,
+    begin: &RunStart,
 ) -> ScenarioOutcome {
     // The steps are awaited here, not in helpers: see `attempt` on the nesting of futures.
-    let trace_id = TraceId::random();
-    let mut out = new_outcome(sc, run_id.to_string(), iteration, started_at);
-    out.trace_id = trace_id.to_string();
-    let mut ctx = RunContext::new(out.run_id.clone(), trace_id, started_at, iteration);
+    let start = begin.start;
+    let mut out = new_outcome(sc, begin);
+    let mut ctx = RunContext::new(
+        out.run_id.clone(),
+        begin.trace.trace_id,
+        begin.started_at,
+        begin.iteration,
+    );
     if let Err(msg) = prepare(sc, &mut ctx, redactor) {
         return could_not_start(sc, out, &msg, redactor, start);
     }
@@ -165,9 +185,10 @@ async fn run_inner(
             out.steps.push(skipped(step, false));
             continue;
         }
+        let began = StepStart::now();
         let o = tokio::select! {
-            o = run_step(step, &mut ctx, redactor, &shared, deadline, false) => o,
-            () = stop.cancelled() => cut_short(step, false, "cancelled at shutdown before it finished"),
+            o = run_step(step, &mut ctx, redactor, &shared, deadline, false, &began) => o,
+            () = stop.cancelled() => cut_short(step, false, "cancelled at shutdown before it finished", &began),
         };
         if o.status == StepStatus::Failed {
             failed = true;
@@ -182,9 +203,10 @@ async fn run_inner(
             out.steps.push(needs_missing(step, &missing));
             continue;
         }
+        let began = StepStart::now();
         let o = tokio::select! {
-            o = run_step(step, &mut ctx, redactor, &shared, None, true) => o,
-            () = stop.cleanup_over() => cut_short(step, true, "cut short: the clean-up grace ran out at shutdown"),
+            o = run_step(step, &mut ctx, redactor, &shared, None, true, &began) => o,
+            () = stop.cleanup_over() => cut_short(step, true, "cut short: the clean-up grace ran out at shutdown", &began),
         };
         out.steps.push(o);
     }
@@ -223,7 +245,7 @@ fn could_not_start(
     out.reason = Some(Reason::Config);
     out.steps = all_skipped(sc);
     out.duration = start.elapsed();
-    tracing::warn!(scenario = %out.scenario, reason = "config", error = %out.message.as_deref().unwrap_or(""), "run could not start");
+    tracing::warn!(scenario = %out.scenario, trace_id = %out.trace_id, reason = "config", error = %out.message.as_deref().unwrap_or(""), "run could not start");
     out
 }
 
@@ -256,7 +278,7 @@ async fn run_cleanups(
             () = stop.cleanup_over() => "cut short: the clean-up grace ran out at shutdown".to_string(),
         };
         let msg = redactor.redact(&format!("{}: {error}", cleanup.description));
-        tracing::warn!(scenario = %out.scenario, error = %msg, "clean-up failed");
+        tracing::warn!(scenario = %out.scenario, trace_id = %out.trace_id, error = %msg, "clean-up failed");
         out.cleanup_errors.push(msg);
     }
 }
@@ -284,6 +306,7 @@ fn conclude(sc: &LoadedScenario, out: &mut ScenarioOutcome) {
     tracing::info!(
         scenario = %out.scenario,
         run_id = %out.run_id,
+        trace_id = %out.trace_id,
         success = out.success,
         reason = out.reason.map(|r| r.as_str()).unwrap_or(""),
         duration_ms = out.duration.as_millis() as u64,

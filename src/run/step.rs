@@ -12,11 +12,33 @@ use tokio::time::Instant;
 use super::attempt::{attempt, Attempt};
 use super::context::{RunContext, RunShared};
 use super::panic_text;
-use crate::outcome::{Phase, Reason, StepOutcome, StepStatus};
+use crate::outcome::{AttemptSpan, Phase, Reason, StepOutcome, StepStatus};
 use crate::scenario::CompiledStep;
 use crate::secrets::Redactor;
 use crate::steps::StepError;
 use crate::template::{Expr, Resolve};
+use crate::trace::{SpanContext, SpanId};
+
+/// Where a step's span begins: the span id its first attempt's requests carry, and when.
+///
+/// A step that makes one attempt is one span with this id. A step that retries gets a span of
+/// its own (a new id) and each attempt is a child span; the first attempt keeps this id, so
+/// whatever its requests carried in `traceparent` is in the trace either way.
+pub(super) struct StepStart {
+    pub first_span: SpanId,
+    pub at: SystemTime,
+    pub start: Instant,
+}
+
+impl StepStart {
+    pub fn now() -> StepStart {
+        StepStart {
+            first_span: SpanId::random(),
+            at: SystemTime::now(),
+            start: Instant::now(),
+        }
+    }
+}
 
 /// Budget for `finally` steps after the scenario's own deadline has passed.
 const FINALLY_MIN_BUDGET: Duration = Duration::from_secs(5);
@@ -69,16 +91,28 @@ pub(super) fn skipped(step: &CompiledStep, cleanup: bool) -> StepOutcome {
         tls: None,
         connection: None,
         location: step.location.clone(),
+        span_id: None,
+        started_at: None,
+        http_status: None,
+        attempt_spans: Vec::new(),
         notes: Vec::new(),
     }
 }
 
-/// A step stopped from outside (shutdown) while it ran.
-pub(super) fn cut_short(step: &CompiledStep, cleanup: bool, why: &str) -> StepOutcome {
+/// A step stopped from outside (shutdown) while it ran: one span, as far as it got.
+pub(super) fn cut_short(
+    step: &CompiledStep,
+    cleanup: bool,
+    why: &str,
+    began: &StepStart,
+) -> StepOutcome {
     let mut o = skipped(step, cleanup);
     o.status = StepStatus::Failed;
     o.reason = Some(Reason::Timeout);
     o.message = Some(why.to_string());
+    o.duration = began.start.elapsed();
+    o.span_id = Some(began.first_span.to_string());
+    o.started_at = Some(began.at);
     tracing::warn!(step = %step.name, "{why}");
     o
 }
@@ -118,10 +152,11 @@ pub(super) async fn run_step(
     shared: &RunShared,
     deadline: Option<Instant>,
     cleanup: bool,
+    began: &StepStart,
 ) -> StepOutcome {
     // The attempts are awaited here, not in a helper: see `attempt` on the nesting of futures.
     let max_attempts = step.retry.as_ref().map(|r| r.attempts.max(1)).unwrap_or(1);
-    let started = Instant::now();
+    let mut spans = Vec::new();
     let mut wait = step
         .retry
         .as_ref()
@@ -131,7 +166,16 @@ pub(super) async fn run_step(
     let mut last = loop {
         n += 1;
         let (budget, by_deadline) = budget(step, deadline);
-        let a = AssertUnwindSafe(attempt(step, ctx, redactor, shared, budget, by_deadline))
+        let trace = SpanContext {
+            trace_id: ctx.trace_id,
+            span_id: if n == 1 {
+                began.first_span
+            } else {
+                SpanId::random()
+            },
+        };
+        let (at, start) = (SystemTime::now(), Instant::now());
+        let a = AssertUnwindSafe(attempt(step, ctx, redactor, shared, budget, by_deadline, trace))
             .catch_unwind()
             .await
             .unwrap_or_else(|payload| {
@@ -140,6 +184,7 @@ pub(super) async fn run_step(
                     format!("internal error: {}", panic_text(&*payload)),
                 ))
             });
+        spans.push(attempt_span(n, trace.span_id, at, start, &a));
         // A bug is not retried: the next attempt would only hide it.
         let retryable = a
             .error
@@ -164,13 +209,37 @@ pub(super) async fn run_step(
 
     ctx.steps
         .insert(step.name.clone(), std::mem::take(&mut last.values));
-    let outcome = step_outcome(step, cleanup, last, n, started, redactor);
+    let mut outcome = step_outcome(step, cleanup, last, n, began.start, redactor);
+    set_spans(&mut outcome, began, spans);
     if let (Some(reason), Some(msg)) = (outcome.reason, &outcome.message) {
-        tracing::warn!(step = %step.name, reason = reason.as_str(), attempts = n, error = %msg, "step failed");
+        tracing::warn!(step = %step.name, trace_id = %ctx.trace_id, span_id = outcome.span_id.as_deref().unwrap_or(""), reason = reason.as_str(), attempts = n, error = %msg, "step failed");
     } else {
         tracing::debug!(step = %step.name, attempts = n, duration_ms = outcome.duration.as_millis() as u64, "step passed");
     }
     outcome
+}
+
+/// The span of one attempt, from what it saw.
+fn attempt_span(n: u32, span: SpanId, at: SystemTime, start: Instant, a: &Attempt) -> AttemptSpan {
+    AttemptSpan {
+        attempt: n,
+        span_id: span.to_string(),
+        started_at: at,
+        duration: start.elapsed(),
+        reason: a.error.as_ref().map(|e| e.reason),
+        http_status: a.obs.as_ref().and_then(|o| o.status),
+    }
+}
+
+/// The step's span: its first attempt's when it made one, else a parent of its attempts'.
+fn set_spans(outcome: &mut StepOutcome, began: &StepStart, spans: Vec<AttemptSpan>) {
+    outcome.started_at = Some(began.at);
+    if spans.len() <= 1 {
+        outcome.span_id = Some(began.first_span.to_string());
+        return;
+    }
+    outcome.span_id = Some(SpanId::random().to_string());
+    outcome.attempt_spans = spans;
 }
 
 /// The outcome of a step from its last attempt (messages redacted).
@@ -217,6 +286,10 @@ fn step_outcome(
         tls: obs.as_ref().and_then(|o| o.tls.clone()),
         connection: obs.as_ref().and_then(|o| o.connection),
         location: step.location.clone(),
+        span_id: None,
+        started_at: None,
+        http_status: obs.as_ref().and_then(|o| o.status),
+        attempt_spans: Vec::new(),
         notes: obs
             .as_ref()
             .filter(|o| o.body_truncated)
