@@ -23,6 +23,7 @@ pub mod cli;
 pub mod fault;
 pub mod labels;
 pub mod observation;
+pub mod otlp;
 pub mod outcome;
 pub mod prom_float;
 pub mod report;

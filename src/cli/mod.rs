@@ -291,6 +291,14 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
         cleanup_grace: args.cleanup_grace,
         ..RunControl::default()
     };
+    let exporter = match crate::otlp::from_env() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(exit::INVALID);
+        }
+    };
+    let recorder = exporter.as_ref().map(|e| e.recorder());
     let signals = tokio::spawn(cancel_on_signal(control.cancel.clone()));
     let _ = tokio::task::spawn_blocking(crate::run::warm_up).await;
     let outcomes = run_all(
@@ -300,6 +308,9 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
         args.fail_fast,
         &control,
         |o| {
+            if let Some(r) = &recorder {
+                r.record(o);
+            }
             progress.clear();
             print!(
                 "{}",
@@ -331,6 +342,7 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
         };
         write_report(path, &text)?;
     }
+    crate::otlp::shutdown(exporter).await;
     Ok(if !outcomes.iter().all(|o| o.success) {
         exit::FAILED
     } else if verdicts.iter().any(|v| !v.passed) {

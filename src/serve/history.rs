@@ -1,6 +1,6 @@
 //! The bounded run history of each scenario that `/status` shows: the last [`RETAINED_RUNS`]
 //! runs as compact records (start, duration, result, each step's duration and result), the
-//! redacted messages and run ids of the failed ones, the last failed run in full (for its
+//! redacted messages, run ids and trace ids of the failed ones, the last failed run in full (for its
 //! waterfall), and uptime over the retained window and the last hour.
 //!
 //! Memory is bounded per scenario: a passing run of one step costs 24 bytes; messages are kept
@@ -37,11 +37,12 @@ struct StepTick {
     reason: Option<Reason>,
 }
 
-/// What is kept of a failed run besides its ticks: its id and redacted messages.
+/// What is kept of a failed run besides its ticks: its ids and redacted messages.
 #[derive(Debug, Clone)]
 struct Detail {
     seq: u64,
     run_id: Box<str>,
+    trace_id: Box<str>,
     message: Option<Box<str>>,
     /// (index of the step in the run, its message).
     steps: Box<[(u16, Box<str>)]>,
@@ -103,6 +104,7 @@ impl History {
             self.details.push_back(Detail {
                 seq,
                 run_id: o.run_id.as_str().into(),
+                trace_id: o.trace_id.as_str().into(),
                 message: o.message.as_deref().map(Into::into),
                 steps: o
                     .steps
@@ -200,6 +202,7 @@ impl History {
             success: t.success,
             reason: t.reason,
             run_id: detail.map(|d| d.run_id.to_string()),
+            trace_id: detail.map(|d| d.trace_id.to_string()),
             message: detail.and_then(|d| d.message.as_deref().map(str::to_string)),
             steps,
         }
@@ -246,6 +249,11 @@ pub struct HistoryRun {
     /// The run's id, kept for failed runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
+    /// The run's trace id (as its requests carried in `traceparent`), kept for failed runs:
+    /// a passing run's is in `last_run` while it is the last (a trace id per retained run
+    /// would double the history's memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// The run-level failure message, redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -67,6 +67,8 @@ pub struct App {
     pub(super) shard: Option<Shard>,
     scenarios: RwLock<BTreeMap<String, ScenarioState>>,
     last_reload: RwLock<Option<ReloadState>>,
+    /// Where finished runs' spans go, when OTLP export is on.
+    otlp: std::sync::OnceLock<crate::otlp::Recorder>,
 }
 
 impl App {
@@ -78,6 +80,24 @@ impl App {
             shard,
             scenarios: RwLock::new(BTreeMap::new()),
             last_reload: RwLock::new(None),
+            otlp: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Sends every finished run's spans to `recorder` from now on (set once).
+    pub fn export_to(&self, recorder: crate::otlp::Recorder) {
+        let _ = self.otlp.set(recorder);
+    }
+
+    /// The OTLP export counts, when export is on.
+    pub fn otlp_counts(&self) -> Option<crate::otlp::ExportCounts> {
+        self.otlp.get().map(|r| r.counts())
+    }
+
+    /// Queues a finished run's spans for export, when export is on; never waits.
+    pub fn export(&self, outcome: &ScenarioOutcome) {
+        if let Some(r) = self.otlp.get() {
+            r.record(outcome);
         }
     }
 

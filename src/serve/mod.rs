@@ -141,6 +141,7 @@ fn on_event(app: Arc<App>) -> EventFn {
             if !outcome.cancelled {
                 app.metrics.record(outcome);
             }
+            app.export(outcome);
             app.finished(outcome);
         }
     })
@@ -165,11 +166,19 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
         Ok(set) => set,
         Err(code) => return Ok(code),
     };
+    let exporter = match crate::otlp::from_env() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(exit::INVALID);
+        }
+    };
     let (metrics, listener, signals) = match open(&args).await {
         Ok(opened) => opened,
         Err(code) => return Ok(code),
     };
-    let (daemon, control) = start(&args, source, initial, metrics, &stamps, &listener).await;
+    let recorder = exporter.as_ref().map(|e| e.recorder());
+    let (daemon, control) = start(&args, source, initial, metrics, &stamps, &listener, recorder).await;
 
     let (stop_tx, server_stop) = tokio::sync::watch::channel(false);
     let limits = crate::serve::http::ServerLimits {
@@ -207,6 +216,7 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
         Err(_) => tracing::warn!("HTTP server did not stop within 5s"),
         _ => {}
     }
+    crate::otlp::shutdown(exporter).await;
     Ok(exit::OK)
 }
 
@@ -272,8 +282,12 @@ async fn start(
     metrics: Arc<Metrics>,
     stamps: &[FileStamp],
     listener: &TcpListener,
+    otlp: Option<crate::otlp::Recorder>,
 ) -> (Arc<Daemon>, RunControl) {
     let app = Arc::new(App::new(metrics, args.shard));
+    if let Some(r) = otlp {
+        app.export_to(r);
+    }
     let control = RunControl {
         cleanup_grace: args.cleanup_grace,
         ..RunControl::default()

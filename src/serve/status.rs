@@ -65,6 +65,7 @@ impl App {
             "labels": self.metrics.const_labels().iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             "generated_at": rfc3339(now),
             "last_reload": self.last_reload(),
+            "otlp_export": self.otlp_counts(),
             "scenarios": scenarios,
         })
     }
@@ -182,6 +183,7 @@ fn html_scenario(h: &mut String, name: &str, s: &ScenarioState) {
             esc(reason.as_str())
         );
     }
+    let _ = writeln!(h, "<p>trace id {}</p>", esc(&o.trace_id));
     if let Some(m) = &o.message {
         let _ = writeln!(h, "<pre class=\"failed\">{}</pre>", esc(m));
     }

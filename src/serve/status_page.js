@@ -130,7 +130,7 @@
     return el("section", { class: "run-detail", "aria-label": "run " + run.seq + " of " + sc.name },
       el("h4", { text: "run " + run.seq + ": " + verdict(run) }),
       el("p", { text: "started " + when(run.started_at) + " · took " + ms(run.duration) +
-        (run.run_id ? " · run id " + run.run_id : "") }),
+        (run.run_id ? " · run id " + run.run_id : "") + (run.trace_id ? " · trace id " + run.trace_id : "") }),
       run.message ? el("pre", { class: "bad", text: run.message }) : null,
       el("table", {}, el("thead", {}, el("tr", {}, ...["step", "result", "reason", "duration", "message"]
         .map((h) => el("th", { text: h })))), el("tbody", {}, ...rows)));
@@ -182,11 +182,13 @@
       const phases = (s.phases || []).map((p) => p.name + " " + ms(p.duration)).join(", ");
       items.append(el("li", { class: "wf-item " + s.status, "data-step": s.name,
         text: s.name + " (" + s.kind + "): " + s.status + (s.reason ? " · " + s.reason : "") + " · " + ms(s.duration) +
-          " · starts at " + ms(at) + (phases ? " · " + phases : "") + (s.message ? " · " + s.message : "") }));
+          " · starts at " + ms(at) + (phases ? " · " + phases : "") + (s.span_id ? " · span " + s.span_id : "") +
+          (s.message ? " · " + s.message : "") }));
       at += s.duration;
     });
     return el("section", { class: "waterfall " + cls, "aria-label": title },
       el("h4", { text: title + ": " + verdict(run) + " at " + when(run.started_at) + " in " + ms(run.duration) }),
+      run.trace_id ? el("p", { class: "trace", text: "trace id " + run.trace_id }) : null,
       run.message ? el("pre", { class: "bad", text: run.message }) : null, chart, items);
   }
 

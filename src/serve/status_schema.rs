@@ -31,6 +31,8 @@ pub struct StatusDocument {
     labels: BTreeMap<String, String>,
     /// The result of the last reload, if there was one.
     last_reload: Option<ReloadState>,
+    /// OTLP span export counts since start; null when export is off.
+    otlp_export: Option<crate::otlp::ExportCounts>,
     scenarios: Vec<ScenarioStatus>,
 }
 
