@@ -101,6 +101,10 @@ fn fill_history(app: &App, set: &[flowprobe::scenario::LoadedScenario]) {
                     tls: None,
                     connection: None,
                     location: String::new(),
+                    span_id: None,
+                    started_at: None,
+                    http_status: None,
+                    attempt_spans: Vec::new(),
                     notes: Vec::new(),
                 })
                 .collect();
@@ -109,6 +113,7 @@ fn fill_history(app: &App, set: &[flowprobe::scenario::LoadedScenario]) {
                 file: String::new(),
                 run_id: format!("{i}"),
                 trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                span_id: "00f067aa0ba902b7".into(),
                 iteration: 1,
                 started_at: std::time::SystemTime::now(),
                 duration: Duration::from_millis(3),

@@ -72,8 +72,14 @@ impl OtlpConfig {
 
     /// The settings from `get` (an environment); `None` when export is off: no endpoint is
     /// set, `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>, ConfigError> {
-        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<OtlpConfig>, ConfigError> {
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         if get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
             || get("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
         {
@@ -83,7 +89,10 @@ impl OtlpConfig {
             return Ok(None);
         };
         let protocol = protocol(&get)?;
-        let mut all = headers("OTEL_EXPORTER_OTLP_HEADERS", get("OTEL_EXPORTER_OTLP_HEADERS"))?;
+        let mut all = headers(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            get("OTEL_EXPORTER_OTLP_HEADERS"),
+        )?;
         let own = headers(
             "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
             get("OTEL_EXPORTER_OTLP_TRACES_HEADERS"),
@@ -148,10 +157,18 @@ fn headers(
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for (index, entry) in text.split(',').enumerate().filter(|(_, e)| !e.trim().is_empty()) {
-        let bad = || ConfigError::Header { var, index: index + 1 };
+    for (index, entry) in text
+        .split(',')
+        .enumerate()
+        .filter(|(_, e)| !e.trim().is_empty())
+    {
+        let bad = || ConfigError::Header {
+            var,
+            index: index + 1,
+        };
         let (name, value) = entry.split_once('=').ok_or_else(bad)?;
-        let name = HeaderName::from_bytes(percent_decode(name.trim()).as_bytes()).map_err(|_| bad())?;
+        let name =
+            HeaderName::from_bytes(percent_decode(name.trim()).as_bytes()).map_err(|_| bad())?;
         let mut value = HeaderValue::from_str(&percent_decode(value.trim())).map_err(|_| bad())?;
         value.set_sensitive(true);
         out.push((name, value));
@@ -160,7 +177,10 @@ fn headers(
 }
 
 fn timeout(get: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
-    for var in ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"] {
+    for var in [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+    ] {
         if let Some(value) = get(var) {
             let ms: u64 = value
                 .parse()
@@ -175,7 +195,10 @@ fn timeout(get: &impl Fn(&str) -> Option<String>) -> Result<Duration, ConfigErro
 /// from the attributes, else `flowprobe`. Entries that are not `key=value` are ignored.
 fn resource(get: &impl Fn(&str) -> Option<String>) -> Vec<(String, String)> {
     let mut attrs: Vec<(String, String)> = Vec::new();
-    for entry in get("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default().split(',') {
+    for entry in get("OTEL_RESOURCE_ATTRIBUTES")
+        .unwrap_or_default()
+        .split(',')
+    {
         if let Some((k, v)) = entry.split_once('=') {
             let k = percent_decode(k.trim());
             if !k.is_empty() {
@@ -251,9 +274,15 @@ mod tests {
         );
         let c = config(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
-            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/custom"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://127.0.0.1:9/custom",
+            ),
         ]);
-        assert_eq!(c.unwrap().unwrap().endpoint.as_str(), "http://127.0.0.1:9/custom");
+        assert_eq!(
+            c.unwrap().unwrap().endpoint.as_str(),
+            "http://127.0.0.1:9/custom"
+        );
         assert!(config(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "127.0.0.1:4318")]).is_err());
     }
 
@@ -276,7 +305,10 @@ mod tests {
     fn headers_are_decoded_and_never_shown() {
         let c = config(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20Zq9Secret, x-a=1"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer%20Zq9Secret, x-a=1",
+            ),
             ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-a=2"),
         ])
         .unwrap()
@@ -299,13 +331,19 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_HEADERS", "a=ok,Zq9Secret"),
         ]);
         let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(msg.contains("entry 2") && !msg.contains("Zq9Secret"), "{msg}");
+        assert!(
+            msg.contains("entry 2") && !msg.contains("Zq9Secret"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn service_name_comes_from_its_variable_then_the_resource_attributes() {
         let base = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
-        let attrs = ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,service.name=a%2Cb");
+        let attrs = (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=prod,service.name=a%2Cb",
+        );
         let c = config(&[base, attrs]).unwrap().unwrap();
         assert_eq!(
             c.resource,
@@ -314,7 +352,9 @@ mod tests {
                 ("deployment.environment".to_string(), "prod".to_string())
             ]
         );
-        let c = config(&[base, attrs, ("OTEL_SERVICE_NAME", "probe")]).unwrap().unwrap();
+        let c = config(&[base, attrs, ("OTEL_SERVICE_NAME", "probe")])
+            .unwrap()
+            .unwrap();
         assert_eq!(c.resource[0].1, "probe");
         assert_eq!(config(&[base]).unwrap().unwrap().resource[0].1, "flowprobe");
     }

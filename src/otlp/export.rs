@@ -186,7 +186,9 @@ impl Sender {
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .build()
-            .map_err(|e| tracing::warn!(error = %e, "OTLP export: no HTTP client; spans are not sent"))
+            .map_err(
+                |e| tracing::warn!(error = %e, "OTLP export: no HTTP client; spans are not sent"),
+            )
             .ok();
         Sender {
             config,

@@ -93,7 +93,11 @@ fn root_span(out: &ScenarioOutcome, trace: &[u8; 16], root: &[u8; 8]) -> Span {
         start_time_unix_nano: nanos(out.started_at),
         end_time_unix_nano: nanos(out.started_at + out.duration),
         attributes,
-        status: Some(span_status(status, out.reason, failure.or(out.message.as_deref()))),
+        status: Some(span_status(
+            status,
+            out.reason,
+            failure.or(out.message.as_deref()),
+        )),
         ..sampled()
     }
 }
@@ -127,7 +131,11 @@ fn step_span(
         parent_span_id: root.to_vec(),
         name: step.name.clone(),
         // The span that sent the step's requests is a client span.
-        kind: if retried { SpanKind::Internal } else { SpanKind::Client } as i32,
+        kind: if retried {
+            SpanKind::Internal
+        } else {
+            SpanKind::Client
+        } as i32,
         start_time_unix_nano: nanos(start),
         end_time_unix_nano: nanos(start + step.duration),
         attributes,
@@ -282,7 +290,10 @@ mod tests {
         let root = &spans[0];
         assert!(root.parent_span_id.is_empty());
         assert_eq!(hex::encode(&root.trace_id), out.trace_id);
-        assert_eq!(root.status.as_ref().map(|s| s.code), Some(StatusCode::Error as i32));
+        assert_eq!(
+            root.status.as_ref().map(|s| s.code),
+            Some(StatusCode::Error as i32)
+        );
         let pay = &spans[2];
         assert_eq!(pay.parent_span_id, root.span_id);
         assert_eq!(pay.kind, SpanKind::Client as i32);
@@ -321,6 +332,9 @@ mod tests {
             spans[2].status.as_ref().map(|s| s.code),
             Some(StatusCode::Error as i32)
         );
-        assert_eq!(attr_of(&spans[3], "flowprobe.attempt"), Some(&any_value::Value::IntValue(2)));
+        assert_eq!(
+            attr_of(&spans[3], "flowprobe.attempt"),
+            Some(&any_value::Value::IntValue(2))
+        );
     }
 }

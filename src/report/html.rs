@@ -98,9 +98,10 @@ fn failures(h: &mut String, outcomes: &[ScenarioOutcome]) {
     for (i, o) in failed {
         let _ = writeln!(
             h,
-            "<article class=\"failure\" data-scenario=\"{n}\"><h3><a href=\"#run-{i}\">{n}</a> (iteration {}): {}</h3>",
+            "<article class=\"failure\" data-scenario=\"{n}\"><h3><a href=\"#run-{i}\">{n}</a> (iteration {}): {}</h3>\n<p class=\"trace\">trace id <code>{}</code></p>",
             o.iteration,
             esc(&run_word(o)),
+            esc(&o.trace_id),
             n = esc(&o.scenario),
         );
         if let Some(m) = &o.message {
@@ -120,12 +121,16 @@ fn failures(h: &mut String, outcomes: &[ScenarioOutcome]) {
 fn failed_step(h: &mut String, st: &StepOutcome) {
     let _ = writeln!(
         h,
-        "<p>step <strong>{}</strong> ({}) at {}: {} after {} attempt(s)</p><pre class=\"bad\">{}</pre>",
+        "<p>step <strong>{}</strong> ({}) at {}: {} after {} attempt(s){}</p><pre class=\"bad\">{}</pre>",
         esc(&st.name),
         esc(st.kind),
         esc(&st.location),
         esc(&st.reason.map(|r| r.to_string()).unwrap_or_default()),
         st.attempts,
+        st.span_id
+            .as_deref()
+            .map(|s| format!(" · span id <code>{}</code>", esc(s)))
+            .unwrap_or_default(),
         esc(st.message.as_deref().unwrap_or("")),
     );
     let failed: Vec<_> = st.assertions.iter().filter(|a| !a.passed).collect();
@@ -149,11 +154,12 @@ fn failed_step(h: &mut String, st: &StepOutcome) {
 fn run_section(h: &mut String, i: usize, o: &ScenarioOutcome) {
     let _ = writeln!(
         h,
-        "<details class=\"run {cls}\" id=\"run-{i}\" data-scenario=\"{n}\"{open}><summary><span class=\"badge {cls}\">{w}</span> {n} · iteration {} · {} · started {} · run id {}</summary>",
+        "<details class=\"run {cls}\" id=\"run-{i}\" data-scenario=\"{n}\"{open}><summary><span class=\"badge {cls}\">{w}</span> {n} · iteration {} · {} · started {} · run id {} · trace id {}</summary>",
         o.iteration,
         esc(&dur(o.duration)),
         esc(&humantime::format_rfc3339_millis(o.started_at).to_string()),
         esc(&o.run_id),
+        esc(&o.trace_id),
         cls = if o.success { "passed" } else { "failed" },
         w = esc(&run_word(o)),
         n = esc(&o.scenario),
@@ -279,6 +285,8 @@ mod tests {
         assert!(html.contains("<td class=\"expected\"><pre>200</pre></td>"));
         assert!(html.contains("api &lt;x&gt;") && !html.contains("api <x>"));
         assert!(html.contains("class=\"phase phase-first_byte\""));
+        assert!(html.contains("trace id <code>0af7651916cd43dd8448eb211c80319c</code>"));
+        assert!(html.contains("span id <code>b7ad6b7169203331</code>"));
         assert_eq!(html.matches("<details class=\"run").count(), 2);
         assert!(
             !html.contains("<script") && !html.contains("http://") && !html.contains("https://")

@@ -97,6 +97,11 @@ mod tests {
         assert_eq!(runs[1]["reason"], "connect");
         assert!(runs[1].get("run_failure").is_none());
         assert!(runs[2].get("run_failure").is_none());
+        // The ids that lead to the backend's trace: the run's, and each step's span that ran.
+        assert_eq!(runs[1]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(runs[1]["span_id"], "00f067aa0ba902b7");
+        assert_eq!(runs[1]["steps"][0]["span_id"], "b7ad6b7169203331");
+        assert!(runs[0]["steps"][0].get("span_id").is_none());
         for r in &runs {
             assert_eq!(
                 r["steps"][0]["notes"][0],

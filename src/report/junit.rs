@@ -3,6 +3,8 @@
 //! for a failure that belongs to the run and not to a step, and a testsuite of the declared
 //! thresholds of each scenario. Transport and set-up problems are `<error>`, everything the
 //! target answered wrongly is `<failure>`; step notes go to the testcase's `<system-out>`.
+//! The run's `trace_id` is a property of its testsuite; a failed step's `<system-out>` names
+//! its span (the schema allows no properties on a testcase).
 
 use std::fmt::Write;
 
@@ -123,6 +125,10 @@ fn step_case(o: &ScenarioOutcome, s: &StepOutcome, suffix: &str) -> Case {
             s.message.as_deref().unwrap_or(""),
         ),
     };
+    let mut out = s.notes.clone();
+    if let (StepStatus::Failed, Some(span)) = (s.status, &s.span_id) {
+        out.push(format!("trace_id={} span_id={span}", o.trace_id));
+    }
     Case {
         name,
         classname: format!("{}.{}", o.scenario, s.kind),
@@ -134,7 +140,7 @@ fn step_case(o: &ScenarioOutcome, s: &StepOutcome, suffix: &str) -> Case {
         },
         line,
         verdict,
-        out: s.notes.clone(),
+        out,
     }
 }
 
@@ -302,6 +308,7 @@ fn run_suite(o: &ScenarioOutcome, many_iterations: bool) -> Suite {
         file: o.file.clone(),
         properties: vec![
             ("run_id", o.run_id.clone()),
+            ("trace_id", o.trace_id.clone()),
             ("iteration", o.iteration.to_string()),
         ],
         err: o.message.clone(),
@@ -460,6 +467,38 @@ mod tests {
         // File and line are separate attributes.
         assert_eq!(up.attribute("file"), Some("dir/shop.yaml"));
         assert_eq!(up.attribute("line"), Some("27"));
+    }
+
+    #[test]
+    fn the_trace_id_is_a_suite_property_and_a_failed_step_names_its_span() {
+        let o = run(
+            1,
+            vec![
+                step("ok", StepStatus::Passed, None, ""),
+                step("bad", StepStatus::Failed, Some(Reason::Connect), "refused"),
+            ],
+        );
+        let xml = render(&[o], &[]);
+        let doc = parse(&xml);
+        let prop = doc
+            .descendants()
+            .find(|n| n.has_tag_name("property") && n.attribute("name") == Some("trace_id"));
+        assert_eq!(
+            prop.and_then(|p| p.attribute("value")),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        let out = |name: &str| {
+            case(&doc, name)
+                .children()
+                .find(|n| n.has_tag_name("system-out"))
+                .and_then(|n| n.text())
+                .map(str::to_string)
+        };
+        assert_eq!(
+            out("bad").as_deref(),
+            Some("trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=b7ad6b7169203331")
+        );
+        assert_eq!(out("ok"), None, "a passed step stays one line");
     }
 
     #[test]

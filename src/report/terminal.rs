@@ -49,6 +49,14 @@ pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) ->
     for e in &o.cleanup_errors {
         let _ = writeln!(s, "  {} clean-up failed: {e}", p.red("!"));
     }
+    if !o.success {
+        // What to search the backend's traces for.
+        let mut ids = format!("trace_id {}", o.trace_id);
+        if let Some(span) = o.first_failure().and_then(|st| st.span_id.as_deref()) {
+            let _ = write!(ids, "  span_id {span}");
+        }
+        let _ = writeln!(s, "  {}", p.dim(&ids));
+    }
     s
 }
 

@@ -175,15 +175,23 @@ pub(super) async fn run_step(
             },
         };
         let (at, start) = (SystemTime::now(), Instant::now());
-        let a = AssertUnwindSafe(attempt(step, ctx, redactor, shared, budget, by_deadline, trace))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|payload| {
-                Attempt::failed(StepError::new(
-                    Reason::Internal,
-                    format!("internal error: {}", panic_text(&*payload)),
-                ))
-            });
+        let a = AssertUnwindSafe(attempt(
+            step,
+            ctx,
+            redactor,
+            shared,
+            budget,
+            by_deadline,
+            trace,
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|payload| {
+            Attempt::failed(StepError::new(
+                Reason::Internal,
+                format!("internal error: {}", panic_text(&*payload)),
+            ))
+        });
         spans.push(attempt_span(n, trace.span_id, at, start, &a));
         // A bug is not retried: the next attempt would only hide it.
         let retryable = a

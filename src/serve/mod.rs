@@ -178,7 +178,10 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
         Err(code) => return Ok(code),
     };
     let recorder = exporter.as_ref().map(|e| e.recorder());
-    let (daemon, control) = start(&args, source, initial, metrics, &stamps, &listener, recorder).await;
+    let (daemon, control) = start(
+        &args, source, initial, metrics, &stamps, &listener, recorder,
+    )
+    .await;
 
     let (stop_tx, server_stop) = tokio::sync::watch::channel(false);
     let limits = crate::serve::http::ServerLimits {
