@@ -8,6 +8,7 @@ pub mod browser;
 pub mod dnsmasq;
 pub mod idp;
 pub mod nginx;
+pub mod otlp;
 pub mod postgres;
 pub mod prometheus;
 pub mod redis;
