@@ -163,6 +163,14 @@ fn run_exports_a_root_span_step_spans_and_attempt_spans_with_the_reports_ids() {
         Some("test")
     );
 
+    // The run's log events carry the trace id, the failed step's among them.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let failed = stderr
+        .lines()
+        .find(|l| l.contains("step failed"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(failed.contains(&format!("trace_id={trace_id}")), "{failed}");
+
     let root = by_name(&spans, "flow");
     assert_eq!(root.parent_id(), "");
     assert_eq!(root.span_id(), report["span_id"].as_str().unwrap());

@@ -291,12 +291,9 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
         cleanup_grace: args.cleanup_grace,
         ..RunControl::default()
     };
-    let exporter = match crate::otlp::from_env() {
+    let exporter = match start_otlp() {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("{e}");
-            return Ok(exit::INVALID);
-        }
+        Err(code) => return Ok(code),
     };
     let recorder = exporter.as_ref().map(|e| e.recorder());
     let signals = tokio::spawn(cancel_on_signal(control.cancel.clone()));
@@ -334,14 +331,7 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
             crate::run::thresholds::render_terminal(&verdicts, color)
         );
     }
-    for (format, path) in &args.reports {
-        let text = match format {
-            ReportFormat::Json => report::json::render_with_thresholds(&outcomes, &verdicts)?,
-            ReportFormat::Junit => report::junit::render(&outcomes, &verdicts),
-            ReportFormat::Html => report::html::render(&outcomes, &verdicts),
-        };
-        write_report(path, &text)?;
-    }
+    write_reports(&args.reports, &outcomes, &verdicts)?;
     crate::otlp::shutdown(exporter).await;
     Ok(if !outcomes.iter().all(|o| o.success) {
         exit::FAILED
@@ -349,6 +339,32 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
         exit::THRESHOLD
     } else {
         exit::OK
+    })
+}
+
+/// Writes each `--report` file.
+fn write_reports(
+    reports: &[(ReportFormat, PathBuf)],
+    outcomes: &[ScenarioOutcome],
+    verdicts: &[crate::run::thresholds::ThresholdResult],
+) -> Result<(), CliError> {
+    for (format, path) in reports {
+        let text = match format {
+            ReportFormat::Json => report::json::render_with_thresholds(outcomes, verdicts)?,
+            ReportFormat::Junit => report::junit::render(outcomes, verdicts),
+            ReportFormat::Html => report::html::render(outcomes, verdicts),
+        };
+        write_report(path, &text)?;
+    }
+    Ok(())
+}
+
+/// The OTLP exporter the environment asks for, started; on a setting that cannot be used,
+/// prints why and gives the exit code.
+pub(crate) fn start_otlp() -> Result<Option<crate::otlp::Exporter>, i32> {
+    crate::otlp::from_env().map_err(|e| {
+        eprintln!("{e}");
+        exit::INVALID
     })
 }
 

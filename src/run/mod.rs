@@ -61,7 +61,9 @@ pub async fn run_scenario_with(
     control: &RunControl,
 ) -> ScenarioOutcome {
     let begin = RunStart::now(iteration);
-    let run = run_inner(sc, redactor, control, &begin);
+    // Every event of the run, the steps' included, carries the trace id through this span.
+    let span = tracing::info_span!("trace", trace_id = %begin.trace.trace_id);
+    let run = tracing::Instrument::instrument(run_inner(sc, redactor, control, &begin), span);
     match AssertUnwindSafe(run).catch_unwind().await {
         Ok(out) => out,
         Err(payload) => {

@@ -17,7 +17,7 @@ use crate::scenario::CompiledStep;
 use crate::secrets::Redactor;
 use crate::steps::StepError;
 use crate::template::{Expr, Resolve};
-use crate::trace::{SpanContext, SpanId};
+use crate::trace::{SpanContext, SpanId, TraceId};
 
 /// Where a step's span begins: the span id its first attempt's requests carry, and when.
 ///
@@ -37,6 +37,16 @@ impl StepStart {
             at: SystemTime::now(),
             start: Instant::now(),
         }
+    }
+
+    /// The span of attempt `n` (1-based), whose id its requests carry in `traceparent`.
+    fn attempt(&self, trace_id: TraceId, n: u32) -> SpanContext {
+        let span_id = if n == 1 {
+            self.first_span
+        } else {
+            SpanId::random()
+        };
+        SpanContext { trace_id, span_id }
     }
 }
 
@@ -166,14 +176,7 @@ pub(super) async fn run_step(
     let mut last = loop {
         n += 1;
         let (budget, by_deadline) = budget(step, deadline);
-        let trace = SpanContext {
-            trace_id: ctx.trace_id,
-            span_id: if n == 1 {
-                began.first_span
-            } else {
-                SpanId::random()
-            },
-        };
+        let trace = began.attempt(ctx.trace_id, n);
         let (at, start) = (SystemTime::now(), Instant::now());
         let a = AssertUnwindSafe(attempt(
             step,

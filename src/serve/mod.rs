@@ -166,12 +166,9 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
         Ok(set) => set,
         Err(code) => return Ok(code),
     };
-    let exporter = match crate::otlp::from_env() {
+    let exporter = match crate::cli::start_otlp() {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("{e}");
-            return Ok(exit::INVALID);
-        }
+        Err(code) => return Ok(code),
     };
     let (metrics, listener, signals) = match open(&args).await {
         Ok(opened) => opened,
