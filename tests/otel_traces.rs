@@ -441,3 +441,46 @@ fn serve_counts_failed_exports_in_status_and_keeps_probing() {
         "failures are logged at most once a minute:\n{log}"
     );
 }
+
+#[test]
+fn a_secret_in_a_failing_request_never_reaches_the_receiver() {
+    let api = Backend::start("api");
+    let rx = Receiver::start();
+    let secret = "Zq9PlantedOtelToken77";
+    let yaml = r#"
+name: secretive
+secrets:
+  token: {env: FP_OTEL_TEST_TOKEN}
+steps:
+  - name: leak
+    http:
+      url: "${{ vars.api }}/echo500/${{ secrets.token }}?first=path"
+      headers: {x-token: "${{ secrets.token }}"}
+    retry: {attempts: 2, interval: 10ms}
+"#;
+    let (_dir, scenarios) = scenario_dir(&[("secretive.yaml", yaml)]);
+    let out = run(
+        &[&scenarios],
+        &["-v", "--var", &format!("api={}", api.url())],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", rx.url()),
+            ("FP_OTEL_TEST_TOKEN", secret.to_string()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let spans = rx.spans();
+    // root, the step, its two attempts.
+    assert_eq!(spans.len(), 4, "{:?}", names(&spans));
+    let leak = by_name(&spans, "leak attempt 2");
+    assert!(
+        leak.status().1.starts_with("http_status: HTTP 500"),
+        "{:?}",
+        leak.status()
+    );
+    let everything = format!("{:?}", rx.requests());
+    assert!(
+        !everything.contains(secret),
+        "a secret reached the receiver"
+    );
+    assert!(!show(&out).contains(secret));
+}
