@@ -301,6 +301,7 @@ fn a_hanging_receiver_does_not_fail_the_run_and_exit_waits_a_bounded_time() {
     assert!(took < Duration::from_secs(30), "took {took:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("were not sent in time"), "{stderr}");
+    assert!(stderr.contains("2 spans were not exported"), "{stderr}");
 }
 
 #[test]

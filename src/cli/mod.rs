@@ -332,7 +332,13 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
         );
     }
     write_reports(&args.reports, &outcomes, &verdicts)?;
-    crate::otlp::shutdown(exporter).await;
+    let lost = crate::otlp::shutdown(exporter)
+        .await
+        .map_or(0, |c| c.unexported());
+    if lost > 0 {
+        // Not a failure of the run: said once, where `run`'s quiet default still shows it.
+        eprintln!("flowprobe: OTLP export: {lost} spans were not exported (-v shows why)");
+    }
     Ok(if !outcomes.iter().all(|o| o.success) {
         exit::FAILED
     } else if verdicts.iter().any(|v| !v.passed) {

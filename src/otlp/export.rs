@@ -31,6 +31,7 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 /// Export counts since start.
 #[derive(Debug, Default)]
 struct Counters {
+    recorded_spans: AtomicU64,
     exported_spans: AtomicU64,
     failed_spans: AtomicU64,
     failed_exports: AtomicU64,
@@ -41,6 +42,8 @@ struct Counters {
 /// A snapshot of the export counts (for `/status` and for metrics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ExportCounts {
+    /// Spans of finished runs handed to the exporter.
+    pub recorded_spans: u64,
     /// Spans the receiver accepted.
     pub exported_spans: u64,
     /// Export requests that failed (no answer in time, refused, a non-2xx status).
@@ -49,6 +52,13 @@ pub struct ExportCounts {
     pub failed_spans: u64,
     /// Spans dropped because the export queue was full.
     pub dropped_spans: u64,
+}
+
+impl ExportCounts {
+    /// Spans recorded and not exported: failed, dropped, or still queued.
+    pub fn unexported(&self) -> u64 {
+        self.recorded_spans.saturating_sub(self.exported_spans)
+    }
 }
 
 /// Hands runs to the export task; cheap to clone.
@@ -66,6 +76,7 @@ impl Recorder {
         if n == 0 {
             return;
         }
+        self.counters.recorded_spans.fetch_add(n, Ordering::Relaxed);
         if self.tx.try_send(spans).is_err() {
             self.counters.dropped_spans.fetch_add(n, Ordering::Relaxed);
             if !self.counters.warned_drop.swap(true, Ordering::Relaxed) {
@@ -77,6 +88,7 @@ impl Recorder {
     pub fn counts(&self) -> ExportCounts {
         let c = &self.counters;
         ExportCounts {
+            recorded_spans: c.recorded_spans.load(Ordering::Relaxed),
             exported_spans: c.exported_spans.load(Ordering::Relaxed),
             failed_exports: c.failed_exports.load(Ordering::Relaxed),
             failed_spans: c.failed_spans.load(Ordering::Relaxed),

@@ -20,9 +20,10 @@ pub fn from_env() -> Result<Option<Exporter>, ConfigError> {
     Ok(OtlpConfig::from_env()?.map(Exporter::start))
 }
 
-/// Sends what is queued, waiting at most [`SHUTDOWN_FLUSH`], and stops; logs the counts.
-pub async fn shutdown(exporter: Option<Exporter>) {
-    let Some(exporter) = exporter else { return };
+/// Sends what is queued, waiting at most [`SHUTDOWN_FLUSH`], and stops; logs the counts and
+/// gives them.
+pub async fn shutdown(exporter: Option<Exporter>) -> Option<ExportCounts> {
+    let exporter = exporter?;
     let counts = exporter.shutdown(SHUTDOWN_FLUSH).await;
     tracing::info!(
         exported_spans = counts.exported_spans,
@@ -30,6 +31,7 @@ pub async fn shutdown(exporter: Option<Exporter>) {
         dropped_spans = counts.dropped_spans,
         "OTLP export stopped"
     );
+    Some(counts)
 }
 
 /// An endpoint for logs: scheme, host, port and path, never credentials or a query.

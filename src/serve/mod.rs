@@ -216,7 +216,7 @@ pub async fn command(args: ServeArgs) -> Result<i32, crate::cli::CliError> {
         Err(_) => tracing::warn!("HTTP server did not stop within 5s"),
         _ => {}
     }
-    crate::otlp::shutdown(exporter).await;
+    let _ = crate::otlp::shutdown(exporter).await;
     Ok(exit::OK)
 }
 
