@@ -329,7 +329,15 @@ mod tests {
             assert_eq!(f.steps[1].status, StepStatus::Failed);
             assert_eq!(f.steps[0].name, "login");
             assert_eq!(f.run_id.as_deref(), Some(&*format!("run-{}", f.started_at)));
+            assert_eq!(
+                f.trace_id.as_deref(),
+                Some("0af7651916cd43dd8448eb211c80319c")
+            );
         }
+        assert!(runs
+            .iter()
+            .filter(|r| r.success)
+            .all(|r| r.trace_id.is_none()));
         assert_eq!(h.details.len(), 10);
         assert_eq!(h.steps.len(), 2 * RETAINED_RUNS);
         assert_eq!(h.runs(5).len(), 5);
