@@ -459,6 +459,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_retried_step_has_a_span_per_attempt_and_a_single_attempt_is_one_span() {
+        let (silent, _keep) = silent_port().await;
+        let (ok, _) = ok_port().await;
+        let sc = load(&format!(
+            "name: t\nsteps:\n  - name: once\n    http: {{url: \"http://127.0.0.1:{ok}/\"}}\n  - name: twice\n    http: {{url: \"http://127.0.0.1:{silent}/\"}}\n    timeout: 100ms\n    retry: {{attempts: 2, interval: 10ms}}\n  - name: never\n    http: {{url: \"http://127.0.0.1:{ok}/\"}}\n"
+        ));
+        let o = run_scenario(&sc, 1).await;
+        assert_eq!(o.trace_id.len(), 32);
+        assert_eq!(o.span_id.len(), 16);
+        let once = &o.steps[0];
+        assert!(once.attempt_spans.is_empty());
+        assert_eq!(once.http_status, Some(200));
+        assert!(once.span_id.is_some() && once.started_at.is_some());
+        let twice = &o.steps[1];
+        assert_eq!(twice.attempts, 2);
+        let ids: Vec<&str> = twice
+            .attempt_spans
+            .iter()
+            .map(|a| a.span_id.as_str())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1]);
+        assert!(twice.span_id.as_deref().is_some_and(|s| !ids.contains(&s)));
+        assert!(
+            twice
+                .attempt_spans
+                .iter()
+                .all(|a| a.reason == Some(Reason::Timeout)
+                    && a.duration >= Duration::from_millis(100))
+        );
+        assert!(twice.attempt_spans[1].started_at > twice.attempt_spans[0].started_at);
+        let never = &o.steps[2];
+        assert!(never.span_id.is_none() && never.started_at.is_none());
+    }
+
+    #[tokio::test]
     async fn a_secret_that_cannot_be_read_is_a_run_level_config_failure() {
         let sc = load_source(
             "t.yaml",
