@@ -449,7 +449,10 @@ fn wrk_cost(url: &str) -> Cost {
     let children = text.lines().last().unwrap_or("");
     let cpu_us: f64 = children.split_whitespace().map(shell_time_us).sum();
     if done == 0.0 {
-        println!("wrk printed:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+        println!(
+            "wrk printed:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Cost {
         cpu_us,

@@ -126,7 +126,13 @@ steps:
     // The stages of the connection the step used: TCP connect and AUTH/SELECT take time, an
     // IP address needs no lookup to speak of, and there is no TLS.
     let step = &o.steps[0];
-    let took = |name: &str| step.phases.iter().find(|p| p.name == name).unwrap().duration;
+    let took = |name: &str| {
+        step.phases
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .duration
+    };
     assert!(took("connect") > Duration::ZERO, "{step:?}");
     assert!(took("setup") > Duration::ZERO, "{step:?}");
     assert!(took("dns") < Duration::from_millis(50), "{step:?}");
@@ -137,6 +143,38 @@ steps:
     );
     assert!(f.redis.keys_in(3, "*").is_empty(), "keys left in db 3");
     assert!(f.redis.keys("*").is_empty(), "keys left in db 0");
+}
+
+#[tokio::test]
+async fn a_host_name_goes_through_the_system_resolver_and_its_lookup_is_timed() {
+    let f = Fixture::start();
+    let url = f.redis.url().replace("127.0.0.1", "localhost");
+    let o = f
+        .run(&format!(
+            "name: cache-localhost{SECRETS}
+steps:
+  - name: cache
+    redis:
+      url: {url}
+      password: ${{{{ secrets.default_pw }}}}
+      roundtrip: {{}}
+"
+        ))
+        .await;
+    assert!(o.success, "{}", describe(&o));
+    let step = &o.steps[0];
+    let took = |name: &str| {
+        step.phases
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .duration
+    };
+    assert!(took("dns") > Duration::ZERO, "{step:?}");
+    assert!(took("connect") > Duration::ZERO, "{step:?}");
+    // The stages come one after the other, within the step's time.
+    let stages = took("dns") + took("connect") + took("setup");
+    assert!(stages <= step.duration, "{step:?}");
 }
 
 #[tokio::test]
@@ -269,7 +307,12 @@ steps:
         ["dns", "connect", "tls", "setup"],
         "{step:?}"
     );
-    let tls_took = step.phases.iter().find(|p| p.name == "tls").unwrap().duration;
+    let tls_took = step
+        .phases
+        .iter()
+        .find(|p| p.name == "tls")
+        .unwrap()
+        .duration;
     assert!(tls_took > Duration::ZERO, "{step:?}");
     let facts = step.tls.as_ref().expect("TLS facts of the handshake");
     assert_eq!(facts.version, "TLSv1.3", "{facts:?}");

@@ -625,8 +625,15 @@ steps:
             .duration
     };
     for step in 0..2 {
-        assert!(took(step, "connect") > Duration::ZERO, "{:?}", o.steps[step]);
-        assert!(took(step, "dns") < Duration::from_millis(50), "an IP address: no lookup");
+        assert!(
+            took(step, "connect") > Duration::ZERO,
+            "{:?}",
+            o.steps[step]
+        );
+        assert!(
+            took(step, "dns") < Duration::from_millis(50),
+            "an IP address: no lookup"
+        );
         assert_eq!(o.steps[step].connection, Some(ConnectionUse::New));
     }
     assert!(o.steps[0].phases.iter().all(|p| p.name != "tls"));
@@ -640,9 +647,15 @@ steps:
     // Every request through nginx (the upload and its clean-up) carried the run's trace.
     let marker = format!("\"00-{}-", o.trace_id);
     let log = nginx.access_log_with(&["\"PUT /probe-artifacts/", "\"DELETE /probe-artifacts/"]);
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains("/probe-artifacts/")).collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("/probe-artifacts/"))
+        .collect();
     assert!(lines.len() >= 2, "{log}");
-    assert!(lines.iter().all(|l| l.contains(&marker)), "{marker} in every line of:\n{log}");
+    assert!(
+        lines.iter().all(|l| l.contains(&marker)),
+        "{marker} in every line of:\n{log}"
+    );
     assert!(f.s3.objects().is_empty(), "{:?}", f.s3.objects());
 }
 

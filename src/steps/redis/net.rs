@@ -61,16 +61,11 @@ pub(super) async fn connect(
         ConnectionAddr::Tcp(h, p) => (h.clone(), *p, false),
         ConnectionAddr::TcpTls { host, port, .. } => (host.clone(), *port, true),
         ConnectionAddr::Unix(_) => {
-            let con =
-                super::conn::connect_node(client, limit, command_timeout, display).await?;
+            let con = super::conn::connect_node(client, limit, command_timeout, display).await?;
             return Ok((con, None));
         }
     };
-    let config = if secure {
-        Some(tls_config(tls)?)
-    } else {
-        None
-    };
+    let config = if secure { Some(tls_config(tls)?) } else { None };
     let open = open(&host, port, config, &info.redis, command_timeout, display);
     match tokio::time::timeout(limit, open).await {
         Ok(r) => r.map(|(c, t)| (c, Some(t))),
@@ -86,9 +81,8 @@ async fn open(
     command_timeout: Duration,
     display: &str,
 ) -> Result<(MultiplexedConnection, Timings), StepError> {
-    let fail = |reason, detail: String| {
-        StepError::new(reason, format!("connect on {display}: {detail}"))
-    };
+    let fail =
+        |reason, detail: String| StepError::new(reason, format!("connect on {display}: {detail}"));
     let t = Instant::now();
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
@@ -96,9 +90,12 @@ async fn open(
         .collect();
     let dns = t.elapsed();
     let t = Instant::now();
-    let tcp = connect_any(&addrs)
-        .await
-        .map_err(|e| fail(Reason::Connect, format!("connection refused or failed: {host}:{port}: {e}")))?;
+    let tcp = connect_any(&addrs).await.map_err(|e| {
+        fail(
+            Reason::Connect,
+            format!("connection refused or failed: {host}:{port}: {e}"),
+        )
+    })?;
     let _ = tcp.set_nodelay(true);
     let connect = t.elapsed();
     let config = redis::AsyncConnectionConfig::new().set_response_timeout(command_timeout);
@@ -171,13 +168,20 @@ fn tls_config(tls: Option<&Tls>) -> Result<Arc<rustls::ClientConfig>, StepError>
         .map_err(|e| bad("TLS", e.to_string()))?;
     let certs = tls.and_then(|t| t.certs.as_ref());
     let builder = if tls.is_some_and(|t| t.insecure) {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(
-            crate::steps::tcp::AcceptAnyCertificate(provider),
-        ))
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(crate::steps::tcp::AcceptAnyCertificate(
+                provider,
+            )))
     } else {
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(crate::steps::trust::system_roots_der().iter().cloned());
-        for c in certs.and_then(|c| c.root_cert.as_deref()).map(CertificateDer::pem_slice_iter).into_iter().flatten() {
+        for c in certs
+            .and_then(|c| c.root_cert.as_deref())
+            .map(CertificateDer::pem_slice_iter)
+            .into_iter()
+            .flatten()
+        {
             let c = c.map_err(|e| bad("CA file", e.to_string()))?;
             roots.add(c).map_err(|e| bad("CA file", e.to_string()))?;
         }

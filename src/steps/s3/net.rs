@@ -93,10 +93,14 @@ pub fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, St
     }
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(crate::steps::trust::system_roots_der().iter().cloned());
-    for cert in ca_pem.map(CertificateDer::pem_slice_iter).into_iter().flatten() {
-        let added = cert.map_err(|e| e.to_string()).and_then(|c| {
-            roots.add(c).map_err(|e| e.to_string())
-        });
+    for cert in ca_pem
+        .map(CertificateDer::pem_slice_iter)
+        .into_iter()
+        .flatten()
+    {
+        let added = cert
+            .map_err(|e| e.to_string())
+            .and_then(|c| roots.add(c).map_err(|e| e.to_string()));
         added.map_err(|e| StepError::new(Reason::Config, format!("CA file: {e}")))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -246,8 +250,8 @@ impl TimedConnector {
             });
             return Ok(NetIo(TokioIo::new(NetStream::Plain(tcp))));
         }
-        let name = ServerName::try_from(host.clone())
-            .map_err(|_| NetError::Endpoint(uri.to_string()))?;
+        let name =
+            ServerName::try_from(host.clone()).map_err(|_| NetError::Endpoint(uri.to_string()))?;
         let t = Instant::now();
         let stream = tokio_rustls::TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
