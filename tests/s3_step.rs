@@ -576,6 +576,13 @@ steps:
         "the clean-up went through the ingress too: {log}"
     );
     assert!(!format!("{o:?}").contains("X-Amz-Signature="), "{o:?}");
+    let marker = format!("\"00-{}-", o.trace_id);
+    for line in log.lines().filter(|l| l.contains("/probe-artifacts/")) {
+        assert!(
+            line.contains(&marker),
+            "presigned requests carry {marker}: {line}"
+        );
+    }
     assert!(o.cleanup_errors.is_empty(), "{:?}", o.cleanup_errors);
     assert!(f.s3.objects().is_empty(), "{:?}", f.s3.objects());
 }
