@@ -3,13 +3,17 @@
 //! - `scale`: 10,000 one-step HTTP scenarios at a 10 s interval in this one process (the
 //!   scheduler, runner, metrics and HTTP server of `flowprobe serve`) against a local nginx:
 //!   RSS, CPU, scheduling lag p50/p99 (goal: RSS ≤ 150 MiB, lag p99 ≤ 20 ms).
-//! - `cost`: CPU-seconds per 1,000 HTTP probes with a new connection each, `flowprobe serve`
-//!   versus Prometheus blackbox_exporter driven through `/probe`, same nginx target, both read
-//!   from /proc/PID/stat in the same run (goal: flowprobe ≤ 0.5× blackbox_exporter).
+//! - `cost`: CPU-µs per HTTP probe with a new connection each against nginx `return 200` on
+//!   loopback, side by side in one run, over HTTP and then HTTPS (a TLS handshake each, a
+//!   throwaway CA, no session resumption): `flowprobe serve` with 200 one-step scenarios at 1 s;
+//!   `wrk`'s own CPU per request with `Connection: close` (its children's CPU from the shell's
+//!   `times`, over its request count); Prometheus blackbox_exporter driven through `/probe` at
+//!   the same 200 probes/s. flowprobe and blackbox_exporter are read from /proc/PID/stat.
+//!   Goals: flowprobe ≤ 2× wrk and ≤ 0.2× blackbox_exporter.
 //! - `fidelity`: a target that answers exactly 50 ms after the request; the p50 and p99 that
 //!   `flowprobe_step_latency_seconds` reports against 50 ms (goal: p99 error ≤ 2 ms).
 //!
-//! `cargo bench --bench serve` runs all three (about three minutes); `cargo bench --bench
+//! `cargo bench --bench serve` runs all three (about four minutes); `cargo bench --bench
 //! serve -- fidelity` runs one.
 
 #[path = "../tests/support/mod.rs"]
@@ -147,26 +151,44 @@ fn rss_mib(pid: u32) -> (f64, f64) {
 // ---------------------------------------------------------------------------------------------
 // targets
 
-/// nginx answering `200 ok` from memory on a free port: one worker, no access log.
+/// nginx answering `200 ok` from memory on a free port (and, with a certificate, over TLS on
+/// another): one worker, no access log.
 struct StaticNginx {
     port: u16,
+    tls_port: u16,
     guard: ChildGuard,
     _dir: tempfile::TempDir,
 }
 
 impl StaticNginx {
     fn start() -> StaticNginx {
+        StaticNginx::start_with_tls(None)
+    }
+
+    fn start_with_tls(cert: Option<&support::tls::CertFiles>) -> StaticNginx {
         let nginx = find_program("nginx").expect("nginx is installed (scripts/setup.sh)");
         let dir = tempfile::tempdir().expect("temp dir");
         let p = dir.path();
         std::fs::create_dir_all(p.join("logs")).expect("logs dir");
         let port = free_port();
+        let tls_port = free_port();
+        let tls = cert
+            .map(|c| {
+                format!(
+                    "  server {{ listen 127.0.0.1:{tls_port} ssl backlog=4096; ssl_certificate {}; \
+                     ssl_certificate_key {}; ssl_session_cache off; ssl_session_tickets off; \
+                     location / {{ return 200 \"ok\\n\"; }} }}\n",
+                    c.cert.display(),
+                    c.key.display()
+                )
+            })
+            .unwrap_or_default();
         let conf = format!(
             "worker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
              events {{ worker_connections 4096; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {p}/t1; proxy_temp_path {p}/t2;\n  \
              fastcgi_temp_path {p}/t3; uwsgi_temp_path {p}/t4; scgi_temp_path {p}/t5;\n  \
-             server {{ listen 127.0.0.1:{port} backlog=4096; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n",
+             server {{ listen 127.0.0.1:{port} backlog=4096; location / {{ return 200 \"ok\\n\"; }} }}\n{tls}}}\n",
             p = p.display()
         );
         std::fs::write(p.join("nginx.conf"), conf).expect("nginx.conf");
@@ -178,8 +200,12 @@ impl StaticNginx {
             .args(["-e", "stderr", "-g", "daemon off;"]);
         let guard = ChildGuard::spawn("nginx", cmd, &p.join("logs/stderr.log")).expect("nginx");
         wait_for_port(port, Duration::from_secs(5)).expect("nginx listens");
+        if cert.is_some() {
+            wait_for_port(tls_port, Duration::from_secs(5)).expect("nginx listens on TLS");
+        }
         StaticNginx {
             port,
+            tls_port,
             guard,
             _dir: dir,
         }
@@ -334,22 +360,135 @@ fn fidelity() {
 // ---------------------------------------------------------------------------------------------
 // cost per probe
 
-fn cost() {
-    println!("\n== cost per probe: flowprobe serve vs blackbox_exporter, new connection each ==");
-    let nginx = StaticNginx::start();
-    let target = format!("http://127.0.0.1:{}/", nginx.port);
-    // 3,000 of each, for a few hundred CPU ticks per figure.
-    let probes = 3000usize;
+/// Probes per second in both the serve and blackbox_exporter measurements.
+const COST_SCENARIOS: usize = 200;
+/// Seconds measured at that rate: 3,000 probes, a few hundred CPU ticks per figure.
+const COST_SECONDS: u64 = 15;
 
-    // blackbox_exporter through /probe, one probe at a time.
+/// CPU per probe of one prober: microseconds of user + system time over the probes done.
+struct Cost {
+    cpu_us: f64,
+    done: f64,
+    failed: f64,
+    wall: Duration,
+}
+
+impl Cost {
+    fn per_probe(&self) -> f64 {
+        self.cpu_us / self.done.max(1.0)
+    }
+
+    fn line(&self, who: &str, unit: &str) -> String {
+        format!(
+            "{who:<20} {:>8.0} CPU-µs per {unit} ({:.0} done, {:.0} failed, {:.3} CPU-s in {:.1} s)",
+            self.per_probe(),
+            self.done,
+            self.failed,
+            self.cpu_us / 1e6,
+            self.wall.as_secs_f64()
+        )
+    }
+}
+
+fn cost() {
+    println!(
+        "\n== cost per probe, a new connection each: flowprobe serve ({COST_SCENARIOS} scenarios × 1 s) \
+         vs wrk (Connection: close) vs blackbox_exporter ({COST_SCENARIOS} probes/s) =="
+    );
+    let ca = support::tls::TestCa::new("flowprobe-bench-ca");
+    let cert = ca.issue(&["127.0.0.1"]);
+    let nginx = StaticNginx::start_with_tls(Some(&cert));
+    let ca_file = ca.ca_file().display().to_string();
+    let targets = [
+        ("HTTP", format!("http://127.0.0.1:{}/", nginx.port), None),
+        (
+            "HTTPS",
+            format!("https://127.0.0.1:{}/", nginx.tls_port),
+            Some(ca_file.as_str()),
+        ),
+    ];
+    for (label, url, ca) in targets {
+        println!("\n-- {label} ({url}) --");
+        let wrk = wrk_cost(&url);
+        println!("{}", wrk.line("wrk", "request"));
+        let bb = blackbox_cost(&url, ca);
+        println!("{}", bb.line("blackbox_exporter", "probe"));
+        let fp = flowprobe_cost(&url, ca);
+        println!("{}", fp.line("flowprobe serve", "probe"));
+        println!(
+            "{label}: flowprobe / wrk = {:.2} (goal ≤ 2); flowprobe / blackbox_exporter = {:.2} (goal ≤ 0.2)",
+            fp.per_probe() / wrk.per_probe(),
+            fp.per_probe() / bb.per_probe()
+        );
+    }
+    println!("nginx used {:.3} CPU-s in all", nginx.cpu_seconds());
+}
+
+/// wrk's own CPU per request: one thread, one connection, `Connection: close` (so a new TCP
+/// connection, and TLS handshake, per request), CPU read by the shell's `times` after it exits.
+fn wrk_cost(url: &str) -> Cost {
+    let wrk = find_program("wrk").expect("wrk is installed (scripts/setup.sh)");
+    let script = format!(
+        "'{}' -t1 -c1 -d10s -H 'Connection: close' '{url}' && times",
+        wrk.display()
+    );
+    let t = Instant::now();
+    let out = Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("run wrk");
+    let wall = t.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // "30052 requests in 10.00s, 4.64MB read"
+    let done = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let failed = text
+        .lines()
+        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .count() as f64;
+    // `times` prints the shell's user/system times, then its children's: "0m1.234s 0m0.567s".
+    let children = text.lines().last().unwrap_or("");
+    let cpu_us: f64 = children.split_whitespace().map(shell_time_us).sum();
+    if done == 0.0 {
+        println!(
+            "wrk printed:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Cost {
+        cpu_us,
+        done,
+        failed,
+        wall,
+    }
+}
+
+/// `1m2.345s` → microseconds.
+fn shell_time_us(t: &str) -> f64 {
+    let Some((m, s)) = t.trim_end_matches('s').split_once('m') else {
+        return 0.0;
+    };
+    (m.parse::<f64>().unwrap_or(0.0) * 60.0 + s.parse::<f64>().unwrap_or(0.0)) * 1e6
+}
+
+/// blackbox_exporter driven through `/probe` like Prometheus drives it (one kept-alive
+/// connection), paced at [`COST_SCENARIOS`] probes a second.
+fn blackbox_cost(target: &str, ca_file: Option<&str>) -> Cost {
     let dir = tempfile::tempdir().expect("temp dir");
     let bb = find_program("prometheus-blackbox-exporter")
         .or_else(|| find_program("blackbox_exporter"))
         .expect("prometheus-blackbox-exporter is installed (scripts/setup.sh)");
     let cfg = dir.path().join("blackbox.yml");
+    let tls = ca_file
+        .map(|ca| format!("      tls_config: {{ca_file: '{ca}'}}\n"))
+        .unwrap_or_default();
     std::fs::write(
         &cfg,
-        "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n",
+        format!("modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n{tls}"),
     )
     .expect("blackbox config");
     let bb_port = free_port();
@@ -357,80 +496,87 @@ fn cost() {
     cmd.arg(format!("--config.file={}", cfg.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{bb_port}"))
         .arg("--log.level=warn");
-    let bb_guard =
+    let guard =
         ChildGuard::spawn("blackbox_exporter", cmd, &dir.path().join("bb.log")).expect("blackbox");
     wait_for_port(bb_port, Duration::from_secs(10)).expect("blackbox listens");
     let path = format!(
         "/probe?module=http_2xx&target={}",
         url::form_urlencoded::byte_serialize(target.as_bytes()).collect::<String>()
     );
-    // Driven like Prometheus drives it: one kept-alive connection to /probe.
     let mut driver = KeepAlive::connect(bb_port);
     for _ in 0..20 {
         let _ = driver.get(&path);
     }
-    let bb_cpu0 = cpu_seconds(bb_guard.pid());
+    let probes = COST_SCENARIOS as u64 * COST_SECONDS;
+    let gap = Duration::from_secs(1) / COST_SCENARIOS as u32;
+    let cpu0 = cpu_seconds(guard.pid());
     let t = Instant::now();
-    let mut ok = 0;
-    for _ in 0..probes {
+    let mut ok = 0.0;
+    for i in 0..probes {
+        let due = t + gap * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
         if driver.get(&path).contains("probe_success 1") {
-            ok += 1;
+            ok += 1.0;
         }
     }
-    let bb_wall = t.elapsed();
-    let bb_cpu = cpu_seconds(bb_guard.pid()) - bb_cpu0;
-    println!(
-        "blackbox_exporter: {ok}/{probes} successful probes in {:.1} s, {:.3} CPU-s → {:.3} CPU-s per 1,000 probes",
-        bb_wall.as_secs_f64(),
-        bb_cpu,
-        bb_cpu / ok.max(1) as f64 * 1000.0
-    );
-    drop(bb_guard);
+    let wall = t.elapsed();
+    let cpu = cpu_seconds(guard.pid()) - cpu0;
+    Cost {
+        cpu_us: cpu * 1e6,
+        done: probes as f64,
+        failed: probes as f64 - ok,
+        wall,
+    }
+}
 
-    // flowprobe serve: 300 scenarios at 1 s, counted through its own runs_total. Logging at
-    // warn, like blackbox_exporter above (at the default info level add a log line per run).
-    let scenarios = write_scenarios(dir.path(), 300, "1s", &target);
+/// `flowprobe serve` with [`COST_SCENARIOS`] one-step scenarios at 1 s, counted through its
+/// own runs_total, logging at warn like blackbox_exporter.
+fn flowprobe_cost(url: &str, ca_file: Option<&str>) -> Cost {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenarios = dir.path().join("scenarios");
+    std::fs::create_dir_all(&scenarios).expect("scenario dir");
+    let tls = ca_file
+        .map(|ca| format!(", tls: {{ca_file: \"{ca}\"}}"))
+        .unwrap_or_default();
+    for i in 0..COST_SCENARIOS {
+        std::fs::write(
+            scenarios.join(format!("s{i:05}.yaml")),
+            format!(
+                "name: probe-{i:05}\nschedule: {{interval: 1s}}\nsteps:\n  - name: get\n    http: {{url: \"{url}\"{tls}}}\n    assert: [\"status == 200\"]\n"
+            ),
+        )
+        .expect("write scenario");
+    }
     let probe = Prober::start(
         &[&scenarios],
         &[],
         &[("RUST_LOG", "flowprobe=warn")],
         &dir.path().join("serve.log"),
     );
-    let total_runs = |text: &str| -> f64 {
-        find(text, "flowprobe_runs_total", &[])
+    let runs = |outcome: Option<&str>| -> f64 {
+        let labels: Vec<(&str, &str)> = outcome.map(|o| ("outcome", o)).into_iter().collect();
+        find(&probe.scrape(), "flowprobe_runs_total", &labels)
             .iter()
             .map(|s| s.value)
             .sum()
     };
     // Let every scenario's grid start (first runs spread over one interval).
     std::thread::sleep(Duration::from_millis(2500));
-    let runs0 = total_runs(&probe.scrape());
+    let (runs0, failed0) = (runs(None), runs(Some("failure")));
     let cpu0 = cpu_seconds(probe.guard.pid());
     let t = Instant::now();
-    // No scrape in between: 3,000 probes at 300/s take 10 s.
-    std::thread::sleep(Duration::from_millis(10_200));
+    // No scrape in between.
+    std::thread::sleep(Duration::from_millis(COST_SECONDS * 1000 + 200));
     let cpu = cpu_seconds(probe.guard.pid()) - cpu0;
-    let runs1 = total_runs(&probe.scrape());
-    let done = runs1 - runs0;
-    let failures: f64 = find(
-        &probe.scrape(),
-        "flowprobe_runs_total",
-        &[("outcome", "failure")],
-    )
-    .iter()
-    .map(|s| s.value)
-    .sum();
-    let fp_per_1000 = cpu / done * 1000.0;
-    let bb_per_1000 = bb_cpu / ok.max(1) as f64 * 1000.0;
-    println!(
-        "flowprobe serve:   {done:.0} probes ({failures:.0} failed) in {:.1} s, {cpu:.3} CPU-s → {fp_per_1000:.3} CPU-s per 1,000 probes",
-        t.elapsed().as_secs_f64()
-    );
-    println!(
-        "ratio flowprobe / blackbox_exporter: {:.2} (goal ≤ 0.5); nginx used {:.3} CPU-s in all",
-        fp_per_1000 / bb_per_1000,
-        nginx.cpu_seconds()
-    );
+    let wall = t.elapsed();
+    Cost {
+        cpu_us: cpu * 1e6,
+        done: runs(None) - runs0,
+        failed: runs(Some("failure")) - failed0,
+        wall,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

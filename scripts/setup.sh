@@ -20,6 +20,8 @@ command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dns
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 [ -x /usr/bin/prometheus-blackbox-exporter ] || need_apt+=(prometheus-blackbox-exporter)
+# The serve cost bench's yardstick: wrk's own CPU per fresh-connection request.
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 # PostgreSQL for the restore-drill tests and demo (initdb/postgres under /usr/lib/postgresql).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)

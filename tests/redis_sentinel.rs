@@ -94,7 +94,7 @@ async fn the_primary_is_probed_and_the_value_read_back_from_the_replica() {
     let phases: Vec<&str> = o.steps[0].phases.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         phases,
-        ["resolve", "connect", "set", "get", "replica", "ttl", "del"]
+        ["resolve", "dns", "connect", "setup", "set", "get", "replica", "ttl", "del"]
     );
     f.no_keys_left();
 }

@@ -119,9 +119,62 @@ steps:
         ))
         .await;
     assert!(o.success, "{}", describe(&o));
-    assert_eq!(phases(&o, 0), ["connect", "set", "get", "ttl", "del"]);
+    assert_eq!(
+        phases(&o, 0),
+        ["dns", "connect", "setup", "set", "get", "ttl", "del"]
+    );
+    // The stages of the connection the step used: TCP connect and AUTH/SELECT take time, an
+    // IP address needs no lookup to speak of, and there is no TLS.
+    let step = &o.steps[0];
+    let took = |name: &str| {
+        step.phases
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .duration
+    };
+    assert!(took("connect") > Duration::ZERO, "{step:?}");
+    assert!(took("setup") > Duration::ZERO, "{step:?}");
+    assert!(took("dns") < Duration::from_millis(50), "{step:?}");
+    assert!(step.tls.is_none(), "{step:?}");
+    assert_eq!(
+        step.connection,
+        Some(flowprobe::outcome::ConnectionUse::New)
+    );
     assert!(f.redis.keys_in(3, "*").is_empty(), "keys left in db 3");
     assert!(f.redis.keys("*").is_empty(), "keys left in db 0");
+}
+
+#[tokio::test]
+async fn a_host_name_goes_through_the_system_resolver_and_its_lookup_is_timed() {
+    let f = Fixture::start();
+    let url = f.redis.url().replace("127.0.0.1", "localhost");
+    let o = f
+        .run(&format!(
+            "name: cache-localhost{SECRETS}
+steps:
+  - name: cache
+    redis:
+      url: {url}
+      password: ${{{{ secrets.default_pw }}}}
+      roundtrip: {{}}
+"
+        ))
+        .await;
+    assert!(o.success, "{}", describe(&o));
+    let step = &o.steps[0];
+    let took = |name: &str| {
+        step.phases
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .duration
+    };
+    assert!(took("dns") > Duration::ZERO, "{step:?}");
+    assert!(took("connect") > Duration::ZERO, "{step:?}");
+    // The stages come one after the other, within the step's time.
+    let stages = took("dns") + took("connect") + took("setup");
+    assert!(stages <= step.duration, "{step:?}");
 }
 
 #[tokio::test]
@@ -196,7 +249,7 @@ steps:
     assert!(ok.success, "{}", describe(&ok));
     assert_eq!(
         phases(&ok, 0),
-        ["connect", "set", "get", "incrby", "hset", "hgetall", "append"]
+        ["dns", "connect", "setup", "set", "get", "incrby", "hset", "hgetall", "append"]
     );
     assert_eq!(
         f.redis.keys("*"),
@@ -248,6 +301,24 @@ steps:
     };
     let trusted = f.run(&scenario("tls: {ca_file: '${{ vars.ca }}'}")).await;
     assert!(trusted.success, "{}", describe(&trusted));
+    let step = &trusted.steps[0];
+    assert_eq!(
+        phases(&trusted, 0)[..4],
+        ["dns", "connect", "tls", "setup"],
+        "{step:?}"
+    );
+    let tls_took = step
+        .phases
+        .iter()
+        .find(|p| p.name == "tls")
+        .unwrap()
+        .duration;
+    assert!(tls_took > Duration::ZERO, "{step:?}");
+    let facts = step.tls.as_ref().expect("TLS facts of the handshake");
+    assert_eq!(facts.version, "TLSv1.3", "{facts:?}");
+    assert!(facts.cipher.starts_with("TLS13_"), "{facts:?}");
+    assert!(facts.chain[0].subject.contains("127.0.0.1"), "{facts:?}");
+    assert!(step.certificate_not_after.is_some(), "{step:?}");
 
     let untrusted = f.run(&scenario("")).await;
     assert_eq!(

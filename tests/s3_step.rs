@@ -338,7 +338,7 @@ steps:
     let o = run_scenario(&sc, 1).await;
     assert!(o.success, "{}", describe(&o));
     let names: Vec<_> = o.steps[0].phases.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["sweep", "upload"]);
+    assert_eq!(names, ["sweep", "upload", "dns", "connect"]);
     assert!(f.s3.objects().is_empty(), "{:?}", f.s3.objects());
 }
 
@@ -514,7 +514,7 @@ steps:
         .await;
     assert!(o.success, "{}", describe(&o));
     let phases: Vec<_> = o.steps[0].phases.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(phases, ["create", "parts", "complete"]);
+    assert_eq!(phases, ["create", "parts", "complete", "dns", "connect"]);
     assert!(f.s3.objects().is_empty());
 }
 
@@ -576,7 +576,93 @@ steps:
         "the clean-up went through the ingress too: {log}"
     );
     assert!(!format!("{o:?}").contains("X-Amz-Signature="), "{o:?}");
+    let marker = format!("\"00-{}-", o.trace_id);
+    for line in log.lines().filter(|l| l.contains("/probe-artifacts/")) {
+        assert!(
+            line.contains(&marker),
+            "presigned requests carry {marker}: {line}"
+        );
+    }
     assert!(o.cleanup_errors.is_empty(), "{:?}", o.cleanup_errors);
+    assert!(f.s3.objects().is_empty(), "{:?}", f.s3.objects());
+}
+
+#[tokio::test]
+async fn requests_carry_traceparent_and_report_their_connection_over_http_and_tls() {
+    use flowprobe::outcome::ConnectionUse;
+    use support::nginx::{Nginx, NginxConfig, Site};
+    let f = Fixture::start();
+    let ca = support::tls::TestCa::new("s3 tls CA");
+    // nginx terminates TLS and passes Host as sent, so s3s-fs checks the SigV4 signature on
+    // what the step really sent, `traceparent` (added unsigned, after signing) included.
+    let nginx = Nginx::start(NginxConfig {
+        sites: vec![Site::tls("127.0.0.1", ca.issue(&["127.0.0.1"]), f.s3.port).host_as_sent()],
+    })
+    .unwrap();
+    let sc = f.load(
+        &format!(
+            "name: s3-net{SECRETS}
+steps:
+  - name: plain
+    s3: {{@CONN@, put: {{size: 16KiB}}}}
+  - name: tls
+    s3:
+      endpoint: https://127.0.0.1:${{{{ vars.port }}}}
+      bucket: ${{{{ vars.bucket }}}}
+      access_key_id: ${{{{ vars.ak }}}}
+      secret_access_key: ${{{{ secrets.sk }}}}
+      tls: {{ca_file: '${{{{ vars.ca }}}}'}}
+      put: {{size: 16KiB}}
+    assert: ['phase \"tls\" < 5s']
+"
+        ),
+        &[
+            ("ca", ca.ca_file().display().to_string()),
+            ("port", nginx.port.to_string()),
+        ],
+    );
+    let o = run_scenario(&sc, 1).await;
+    assert!(o.success, "{}\n{}", describe(&o), nginx.log_text());
+    let took = |step: usize, name: &str| {
+        o.steps[step]
+            .phases
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no phase {name}: {:?}", o.steps[step]))
+            .duration
+    };
+    for step in 0..2 {
+        assert!(
+            took(step, "connect") > Duration::ZERO,
+            "{:?}",
+            o.steps[step]
+        );
+        assert!(
+            took(step, "dns") < Duration::from_millis(50),
+            "an IP address: no lookup"
+        );
+        assert_eq!(o.steps[step].connection, Some(ConnectionUse::New));
+    }
+    assert!(o.steps[0].phases.iter().all(|p| p.name != "tls"));
+    assert!(o.steps[0].tls.is_none());
+    assert!(took(1, "tls") > Duration::ZERO);
+    let facts = o.steps[1].tls.as_ref().expect("TLS facts");
+    assert!(facts.version.starts_with("TLSv1."), "{facts:?}");
+    assert_eq!(facts.alpn.as_deref(), Some("http/1.1"), "{facts:?}");
+    assert!(facts.chain[0].subject.contains("127.0.0.1"), "{facts:?}");
+    assert!(facts.chain[0].issuer.contains("s3 tls CA"), "{facts:?}");
+    // Every request through nginx (the upload and its clean-up) carried the run's trace.
+    let marker = format!("\"00-{}-", o.trace_id);
+    let log = nginx.access_log_with(&["\"PUT /probe-artifacts/", "\"DELETE /probe-artifacts/"]);
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("/probe-artifacts/"))
+        .collect();
+    assert!(lines.len() >= 2, "{log}");
+    assert!(
+        lines.iter().all(|l| l.contains(&marker)),
+        "{marker} in every line of:\n{log}"
+    );
     assert!(f.s3.objects().is_empty(), "{:?}", f.s3.objects());
 }
 

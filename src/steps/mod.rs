@@ -22,6 +22,7 @@ pub mod registry;
 pub mod s3;
 pub mod shared;
 pub mod tcp;
+pub(crate) mod tls_facts;
 pub mod trust;
 
 pub use kind::Kind;

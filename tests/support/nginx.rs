@@ -157,7 +157,7 @@ impl Nginx {
         format!("{}{err}", self.guard.log_text())
     }
 
-    /// The access log: one line per request with host, status and upstream.
+    /// The access log: one line per request with host, status, upstream and `traceparent`.
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.prefix.join("logs/access.log")).unwrap_or_default()
     }
@@ -195,7 +195,7 @@ pid {p}/nginx.pid;
 error_log {p}/logs/error.log info;
 events {{ worker_connections 256; }}
 http {{
-    log_format probe '$remote_addr $ssl_server_name $host \"$request\" $status $upstream_addr';
+    log_format probe '$remote_addr $ssl_server_name $host \"$request\" $status $upstream_addr \"$http_traceparent\"';
     access_log {p}/logs/access.log probe;
     client_body_temp_path {p}/tmp/client_body;
     proxy_temp_path {p}/tmp/proxy;

@@ -26,7 +26,7 @@ pub(super) struct Target {
 
 #[derive(Clone)]
 enum Kind {
-    Node(redis::Client),
+    Node(redis::Client, Option<Tls>),
     Cluster(redis::cluster::ClusterClient),
     Sentinel(sentinel::Resolver),
 }
@@ -57,6 +57,8 @@ pub(super) struct Connected {
     pub display: String,
     /// Time spent asking the sentinels, when there are any.
     pub resolve: Option<Duration>,
+    /// The node connection's stages; None for a cluster (the crate opens those itself).
+    pub net: Option<super::net::Timings>,
 }
 
 /// TLS settings, rendered and read (`None` where TLS is off).
@@ -158,8 +160,8 @@ impl Target {
             let display = format!("sentinel master {}", r.master);
             (Kind::Sentinel(r), display)
         } else {
-            let (c, display) = url_client(spec, ctx)?;
-            (Kind::Node(c), display)
+            let (c, tls, display) = url_client(spec, ctx)?;
+            (Kind::Node(c, tls), display)
         };
         Ok(Target {
             kind,
@@ -172,9 +174,10 @@ impl Target {
     /// Connects and authenticates (asking the sentinels first, when there are any).
     pub(super) async fn connect(&self) -> Result<Connected, StepError> {
         match &self.kind {
-            Kind::Node(client) => {
-                let con = connect_node(
+            Kind::Node(client, tls) => {
+                let (con, net) = super::net::connect(
                     client,
+                    tls.as_ref(),
                     self.connect_timeout,
                     self.command_timeout,
                     &self.display,
@@ -185,6 +188,7 @@ impl Target {
                     node: node_of(client),
                     display: self.display.clone(),
                     resolve: None,
+                    net,
                 })
             }
             Kind::Cluster(client) => {
@@ -194,6 +198,7 @@ impl Target {
                     node: None,
                     display: self.display.clone(),
                     resolve: None,
+                    net: None,
                 })
             }
             Kind::Sentinel(r) => {
@@ -233,11 +238,11 @@ fn node_of(client: &redis::Client) -> Option<String> {
     }
 }
 
-/// The one-node client of a `url:` spec.
+/// The one-node client of a `url:` spec, its TLS settings and how it is shown.
 fn url_client(
     spec: &RedisSpec,
     ctx: &StepContext<'_>,
-) -> Result<(redis::Client, String), StepError> {
+) -> Result<(redis::Client, Option<Tls>, String), StepError> {
     let raw = spec
         .url
         .as_deref()
@@ -291,7 +296,7 @@ fn url_client(
     };
     let client = node_client(info, tls.as_ref())
         .map_err(|e| StepError::new(Reason::Config, format!("{display}: {e}")))?;
-    Ok((client, display))
+    Ok((client, tls, display))
 }
 
 /// Deletes `key` over `con`, reconnecting once if that connection is broken.

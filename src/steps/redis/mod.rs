@@ -7,6 +7,7 @@ mod cluster;
 mod conn;
 mod errors;
 mod kind;
+mod net;
 mod nodes;
 mod reply;
 mod roundtrip;
@@ -40,7 +41,11 @@ pub async fn execute(spec: &RedisSpec, ctx: &StepContext<'_>) -> Result<Observat
     if connected.resolve.is_some() {
         obs.add_phase("resolve", resolve);
     }
-    obs.add_phase("connect", started.elapsed().saturating_sub(resolve));
+    match &connected.net {
+        Some(net) => net.observe(&mut obs),
+        // A cluster: the crate opens its connections itself, so one phase for all of it.
+        None => obs.add_phase("connect", started.elapsed().saturating_sub(resolve)),
+    }
     if let Some(node) = &connected.node {
         obs.outputs.insert("node".into(), node.clone().into());
     }

@@ -10,6 +10,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use redis::{FromRedisValue, Value};
 
 use super::conn::{self, Con, Connected, Login, Node, Tls};
+use super::net::Timings;
 use super::{errors, SentinelSpec};
 use crate::outcome::Reason;
 use crate::steps::{render_config, StepContext, StepError};
@@ -172,18 +173,25 @@ impl Resolver {
         &self,
         node: &Node,
         display: &str,
-    ) -> Result<redis::aio::MultiplexedConnection, StepError> {
+    ) -> Result<(redis::aio::MultiplexedConnection, Option<Timings>), StepError> {
         let info = node.info(&self.login, self.db, self.tls.as_ref());
         let client = conn::node_client(info, self.tls.as_ref())
             .map_err(|e| StepError::new(Reason::Config, format!("{display}: {e}")))?;
-        conn::connect_node(&client, self.connect_timeout, self.command_timeout, display).await
+        super::net::connect(
+            &client,
+            self.tls.as_ref(),
+            self.connect_timeout,
+            self.command_timeout,
+            display,
+        )
+        .await
     }
 
     /// Connects to the primary the sentinels named and checks that it is one (ROLE; skipped
     /// when the ACL user may not run it — a write to a replica still fails with READONLY).
     pub(super) async fn connect_primary(&self, node: &Node) -> Result<Connected, StepError> {
         let display = self.node_display(node, "primary");
-        let mut con = self.connect_node(node, &display).await?;
+        let (mut con, net) = self.connect_node(node, &display).await?;
         match redis::cmd("ROLE").query_async::<Value>(&mut con).await {
             Ok(Value::Array(parts)) => {
                 let role = parts
@@ -209,6 +217,7 @@ impl Resolver {
             node: Some(node.addr()),
             display,
             resolve: None,
+            net,
         })
     }
 
@@ -266,7 +275,7 @@ impl Resolver {
 
     async fn read_replica(&self, r: &Replica, key: &str, value: &[u8]) -> Result<(), StepError> {
         let display = self.node_display(&r.node, "replica");
-        let mut con = self.connect_node(&r.node, &display).await?;
+        let (mut con, _) = self.connect_node(&r.node, &display).await?;
         let started = Instant::now();
         loop {
             let got: Option<Vec<u8>> = redis::cmd("GET")

@@ -1,11 +1,14 @@
 //! Building the S3 client of one step: endpoint (absent = AWS), region, path style,
 //! credentials from secrets or the default provider chain, a private CA, no SDK retries (the
-//! runner retries, so failures are seen), and the HTTP status of the last response.
+//! runner retries, so failures are seen), the HTTP status of the last response, the timed
+//! transport of [`super::net`], and the attempt's W3C `traceparent` on every request.
 
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
-use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_s3::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+};
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
@@ -16,7 +19,6 @@ use aws_sdk_s3::error::BoxError;
 use tokio::sync::OnceCell;
 
 use super::S3Spec;
-use crate::outcome::Reason;
 use crate::steps::{read_config_file, render_config, StepContext, StepError};
 
 /// Region used when neither the step nor the environment names one.
@@ -52,6 +54,31 @@ impl Intercept for LastStatus {
     }
 }
 
+/// Adds the attempt's `traceparent` header after SigV4 signing: unsigned, so a tracing proxy
+/// or mesh sidecar that rewrites it (as they do, with their own span) cannot break the
+/// signature; servers check only the headers the signature names.
+#[derive(Debug)]
+struct TraceParent(String);
+
+impl Intercept for TraceParent {
+    fn name(&self) -> &'static str {
+        "flowprobe-traceparent"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        context
+            .request_mut()
+            .headers_mut()
+            .insert("traceparent", self.0.clone());
+        Ok(())
+    }
+}
+
 /// A configured client and where it points, for messages.
 #[derive(Clone)]
 pub struct S3 {
@@ -60,6 +87,8 @@ pub struct S3 {
     /// `http://127.0.0.1:9000` or `AWS (eu-west-1)`.
     pub endpoint: String,
     pub status: LastStatus,
+    /// The connections the client opened (phases `dns`, `connect`, `tls`).
+    pub net: super::net::NetLog,
 }
 
 impl S3 {
@@ -135,15 +164,19 @@ pub async fn build(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<S3, StepError
     }
     // S3-compatible stores (MinIO, Ceph, s3s) usually want path-style; AWS virtual-hosted.
     b = b.force_path_style(spec.path_style.unwrap_or(endpoint.is_some()));
-    if let Some(ca) = spec.tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
-        b = b.http_client(https_client_with_ca(&read_config_file(
-            &render_config(ca, r)?,
-            "CA file",
-        )?)?);
-    }
+    let ca_pem = match spec.tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
+        Some(ca) => Some(read_config_file(&render_config(ca, r)?, "CA file")?),
+        None => None,
+    };
+    let net = super::net::NetLog::default();
+    b = b.http_client(super::net::TimedHttpClient::new(
+        super::net::tls_config(ca_pem.as_deref())?,
+        net.clone(),
+    ));
     let status = LastStatus::default();
     let b = b
         .interceptor(status.clone())
+        .interceptor(TraceParent(ctx.trace.traceparent()))
         .retry_config(RetryConfig::disabled())
         .timeout_config(
             TimeoutConfig::builder()
@@ -159,20 +192,6 @@ pub async fn build(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<S3, StepError
         bucket,
         endpoint: endpoint.unwrap_or_else(|| format!("AWS ({region})")),
         status,
+        net,
     })
-}
-
-fn https_client_with_ca(pem: &[u8]) -> Result<aws_sdk_s3::config::SharedHttpClient, StepError> {
-    use aws_smithy_http_client::tls;
-    let trust = tls::TrustStore::default().with_pem_certificate(pem.to_vec());
-    let context = tls::TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .map_err(|e| StepError::new(Reason::Config, format!("CA file: {e}")))?;
-    Ok(aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::AwsLc,
-        ))
-        .tls_context(context)
-        .build_https())
 }

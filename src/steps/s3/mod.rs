@@ -8,6 +8,7 @@ mod errors;
 mod fetch;
 mod kind;
 mod ledger;
+mod net;
 mod ops;
 mod payload;
 mod presign;
@@ -438,6 +439,7 @@ pub async fn execute(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<Observation
     } else if let Some(op) = &spec.presign {
         presign::run(&s3, op, spec.tls.as_ref(), ctx, &mut obs).await?;
     }
+    s3.net.observe(&mut obs);
     if obs.status.is_none() {
         obs.status = s3.status.get();
     }

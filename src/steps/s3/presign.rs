@@ -39,6 +39,15 @@ fn shown(url: &str) -> String {
     url.split('?').next().unwrap_or(url).to_string()
 }
 
+/// The attempt's `traceparent` for the presigned requests (not part of their signature).
+fn trace_header(ctx: &StepContext<'_>) -> Result<reqwest::header::HeaderMap, StepError> {
+    let value = reqwest::header::HeaderValue::from_str(&ctx.trace.traceparent())
+        .map_err(|e| StepError::new(Reason::Internal, format!("traceparent: {e}")))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("traceparent", value);
+    Ok(headers)
+}
+
 fn http_client(
     op: &PresignOp,
     tls: Option<&TlsSpec>,
@@ -49,7 +58,8 @@ fn http_client(
         .use_rustls_tls()
         .connect_timeout(ctx.timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("flowprobe/", env!("CARGO_PKG_VERSION")));
+        .user_agent(concat!("flowprobe/", env!("CARGO_PKG_VERSION")))
+        .default_headers(trace_header(ctx)?);
     if let Some(t) = tls {
         if let Some(ca) = &t.ca_file {
             let path = render_config(ca, r)?;
