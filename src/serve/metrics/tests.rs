@@ -470,3 +470,210 @@ fn label_settings_are_checked() {
     assert!(parse_buckets("0").is_err());
     assert!(parse_buckets("fast").is_err());
 }
+
+#[test]
+fn openmetrics_has_created_exemplars_family_names_and_eof() {
+    let m = metrics();
+    m.sync(&[scenario(SHOP)]);
+    let mut failed = step("api", StepStatus::Failed, 400);
+    failed.attempts = 2;
+    m.record(&outcome("shop", vec![step("home", StepStatus::Passed, 40), failed]));
+    let om = String::from_utf8(m.render_as(Format::OpenMetrics)).expect("utf-8");
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert_eq!(om.matches("# EOF").count(), 1);
+    for family in ["flowprobe_runs", "flowprobe_step_failures", "flowprobe_config_reloads"] {
+        assert!(om.contains(&format!("# TYPE {family} counter\n")), "{family}\n{om}");
+        assert!(!om.contains(&format!("# TYPE {family}_total")), "{family}");
+    }
+    assert!(om.contains(&format!("{RUNS_TOTAL}{{{L},outcome=\"failure\"}} 1\n")));
+    assert!(om.contains(&format!("flowprobe_runs_created{{{L},outcome=\"failure\"}} ")));
+    assert!(om.contains(&format!(
+        "flowprobe_step_failures_created{{{L},step=\"api\",kind=\"http\",reason=\"http_status\"}} "
+    )));
+    assert!(om.contains("flowprobe_config_reloads_total{result=\"success\",location=\"eu-west-1\"} 0"));
+    // The 40 ms step's exemplar sits on its bucket (le 0.1), with the run's trace and run id.
+    let bucket = format!("{STEP_DURATION_SECONDS}_bucket{{{L},step=\"home\",kind=\"http\",le=\"0.1\"}} 1 # {{trace_id=\"0af7651916cd43dd8448eb211c80319c\",run_id=\"r1\"}} 0.04 ");
+    assert!(om.contains(&bucket), "{om}");
+    assert!(om.contains(&format!("{STEP_DURATION_SECONDS}_created{{{L},step=\"home\",kind=\"http\"}} ")));
+    // The Prometheus text has neither.
+    let text = m.render();
+    assert!(!text.contains(" # {") && !text.contains("_created") && !text.contains("# EOF"));
+}
+
+#[test]
+fn tls_version_is_one_series_per_step_replaced_when_it_changes() {
+    let m = metrics();
+    m.sync(&[scenario(OTHER)]);
+    let lo = r#"scenario="other",location="eu-west-1""#;
+    for (v, expiry) in [("TLSv1.2", 1_900_000_000), ("TLSv1.3", 1_800_000_000)] {
+        let mut s = step("only", StepStatus::Passed, 5);
+        let mut facts = tls(v, expiry);
+        facts.chain.push(crate::outcome::CertificateFacts {
+            subject: "CN=intermediate".into(),
+            issuer: "CN=root".into(),
+            not_after: expiry + 5,
+        });
+        s.tls = Some(facts);
+        m.record(&outcome("other", vec![s]));
+    }
+    let t = m.render();
+    let lines: Vec<&str> = t.lines().filter(|l| l.starts_with(TLS_VERSION_INFO)).collect();
+    assert_eq!(
+        lines,
+        vec![format!("{TLS_VERSION_INFO}{{{lo},step=\"only\",version=\"TLSv1.3\"}} 1")]
+    );
+    // The chain's earliest expiry, when the transport did not set one itself.
+    assert_eq!(
+        value(&t, &format!("{CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS}{{{lo},step=\"only\"}}")).as_deref(),
+        Some("1800000000")
+    );
+}
+
+/// A decoded protobuf field: varint, 64-bit, or length-delimited.
+#[derive(Debug, Clone, PartialEq)]
+enum Pb {
+    Int(u64),
+    F64(f64),
+    Bytes(Vec<u8>),
+}
+
+fn read_varint(b: &[u8], i: &mut usize) -> u64 {
+    let (mut v, mut shift) = (0u64, 0);
+    loop {
+        let byte = b[*i];
+        *i += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return v;
+        }
+        shift += 7;
+    }
+}
+
+fn fields(b: &[u8]) -> Vec<(u64, Pb)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let key = read_varint(b, &mut i);
+        let v = match key & 7 {
+            0 => Pb::Int(read_varint(b, &mut i)),
+            1 => {
+                let raw: [u8; 8] = b[i..i + 8].try_into().expect("8 bytes");
+                i += 8;
+                Pb::F64(f64::from_le_bytes(raw))
+            }
+            2 => {
+                let n = read_varint(b, &mut i) as usize;
+                i += n;
+                Pb::Bytes(b[i - n..i].to_vec())
+            }
+            w => panic!("wire type {w}"),
+        };
+        out.push((key >> 3, v));
+    }
+    out
+}
+
+fn get(f: &[(u64, Pb)], n: u64) -> Vec<Pb> {
+    f.iter().filter(|(k, _)| *k == n).map(|(_, v)| v.clone()).collect()
+}
+
+fn bytes_of(p: &Pb) -> Vec<u8> {
+    match p {
+        Pb::Bytes(b) => b.clone(),
+        other => panic!("not bytes: {other:?}"),
+    }
+}
+
+fn delimited(b: &[u8]) -> Vec<Vec<(u64, Pb)>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let n = read_varint(b, &mut i) as usize;
+        out.push(fields(&b[i..i + n]));
+        i += n;
+    }
+    out
+}
+
+fn label_pairs(metric: &[(u64, Pb)]) -> Vec<(String, String)> {
+    get(metric, 1)
+        .iter()
+        .map(|l| {
+            let f = fields(&bytes_of(l));
+            let s = |n| String::from_utf8(bytes_of(&get(&f, n)[0])).expect("utf-8");
+            (s(1), s(2))
+        })
+        .collect()
+}
+
+#[test]
+fn protobuf_has_native_step_buckets_beside_classic_ones_with_exemplars() {
+    let m = metrics();
+    m.sync(&[scenario(SHOP)]);
+    for ms in [40, 40, 400] {
+        m.record(&outcome("shop", vec![step("home", StepStatus::Passed, ms)]));
+    }
+    let families = delimited(&m.render_as(Format::Protobuf));
+    let family = |name: &str| {
+        families
+            .iter()
+            .find(|f| get(f, 1) == vec![Pb::Bytes(name.as_bytes().to_vec())])
+            .unwrap_or_else(|| panic!("no family {name}"))
+            .clone()
+    };
+    assert!(families.iter().any(|f| get(f, 1) == vec![Pb::Bytes(b"process_cpu_seconds_total".to_vec())]));
+    let runs = family(RUNS_TOTAL);
+    assert_eq!(get(&runs, 3), vec![Pb::Int(0)], "COUNTER");
+    let steps = family(STEP_DURATION_SECONDS);
+    assert_eq!(get(&steps, 3), vec![Pb::Int(4)], "HISTOGRAM");
+    let home = get(&steps, 4)
+        .iter()
+        .map(|m| fields(&bytes_of(m)))
+        .find(|m| label_pairs(m).contains(&("step".into(), "home".into())))
+        .expect("home");
+    assert!(label_pairs(&home).contains(&("team".into(), "pay\"ments".into())));
+    let h = fields(&bytes_of(&get(&home, 7)[0]));
+    assert_eq!(get(&h, 1), vec![Pb::Int(3)], "sample_count");
+    assert_eq!(get(&h, 5), vec![Pb::Int(6)], "schema 3, zigzag");
+    assert_eq!(get(&h, 6), vec![Pb::F64(native::ZERO_THRESHOLD)]);
+    // 40 ms is in bucket -37 of schema 3 (2^(-38/8) < x ≤ 2^(-37/8)); 400 ms in -10.
+    let spans: Vec<(u64, u64)> = get(&h, 12)
+        .iter()
+        .map(|s| {
+            let f = fields(&bytes_of(s));
+            let int = |n| match get(&f, n).first() {
+                Some(Pb::Int(v)) => *v,
+                _ => 0,
+            };
+            (int(1), int(2))
+        })
+        .collect();
+    let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
+    assert_eq!(spans, vec![(zigzag(-37), 1), (zigzag(-10 - (-37) - 1), 1)]);
+    assert_eq!(get(&h, 13), vec![Pb::Int(zigzag(2)), Pb::Int(zigzag(-1))]);
+    // Classic buckets, the 0.1 one with its exemplar.
+    let buckets: Vec<Vec<(u64, Pb)>> = get(&h, 3).iter().map(|b| fields(&bytes_of(b))).collect();
+    assert_eq!(buckets.len(), DEFAULT_BUCKETS.len() + 1, "with the SLO bucket, +Inf implicit");
+    let le01 = buckets
+        .iter()
+        .find(|b| get(b, 2) == vec![Pb::F64(0.1)])
+        .expect("le 0.1");
+    assert_eq!(get(le01, 1), vec![Pb::Int(2)]);
+    let ex = fields(&bytes_of(&get(le01, 3)[0]));
+    assert_eq!(
+        label_pairs(&ex),
+        vec![
+            ("trace_id".into(), "0af7651916cd43dd8448eb211c80319c".into()),
+            ("run_id".into(), "r1".into())
+        ]
+    );
+    assert_eq!(get(&ex, 2), vec![Pb::F64(0.04)]);
+    // Phases: native only; run durations: classic only (their `le` buckets feed SLO rules).
+    let phases = family(PHASE_DURATION_SECONDS);
+    let ph = fields(&bytes_of(&get(&fields(&bytes_of(&get(&phases, 4)[0])), 7)[0]));
+    assert!(get(&ph, 3).is_empty() && !get(&ph, 12).is_empty());
+    let run = family(RUN_DURATION_SECONDS);
+    let rh = fields(&bytes_of(&get(&fields(&bytes_of(&get(&run, 4)[0])), 7)[0]));
+    assert!(!get(&rh, 3).is_empty() && get(&rh, 5).is_empty() && get(&rh, 6).is_empty());
+}
