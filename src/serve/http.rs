@@ -322,9 +322,7 @@ async fn index() -> Response {
 /// The exposition in the format the `Accept` header asks for (Prometheus text by default),
 /// streamed in chunks.
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     let chunks = Metrics::chunks(app.metrics.clone(), format)
         .map(|c| Ok::<Bytes, Infallible>(Bytes::from(c)));

@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::native::Native;
 use super::fmt_f64;
+use super::native::Native;
 use super::series::Run;
 
 /// The latest observation of a bucket, for OpenMetrics and protobuf exemplars.

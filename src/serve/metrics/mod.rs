@@ -211,7 +211,6 @@ fn unix_secs(t: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
-
 /// Run counts of a scenario, for `/status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct RunCounts {
@@ -444,7 +443,8 @@ impl Metrics {
         if let Some(p) = previous.as_ref() {
             // Same labels, new buckets: counters go on, histograms restart.
             let mut old = lock(&p.series);
-            let run_duration = std::mem::replace(&mut series.run_duration, Hist::new(&bounds, None, now));
+            let run_duration =
+                std::mem::replace(&mut series.run_duration, Hist::new(&bounds, None, now));
             series = Series {
                 run_duration,
                 steps: std::mem::take(&mut old.steps),

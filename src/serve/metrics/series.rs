@@ -39,11 +39,9 @@ impl ByReason {
 
     /// (reason, value, created) of the counters that exist.
     pub fn iter(&self) -> impl Iterator<Item = (Reason, u64, f64)> + '_ {
-        self.0.iter().filter_map(|(i, n, c)| {
-            Reason::ALL
-                .get(usize::from(*i))
-                .map(|r| (*r, *n, *c))
-        })
+        self.0
+            .iter()
+            .filter_map(|(i, n, c)| Reason::ALL.get(usize::from(*i)).map(|r| (*r, *n, *c)))
     }
 }
 

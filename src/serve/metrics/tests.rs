@@ -70,7 +70,12 @@ fn run_totals_exist_from_the_start_and_per_reason_counters_from_their_first_incr
         );
     }
     // Per-reason, retry and skip counters appear with their first increment.
-    for absent in [STEP_FAILURES_TOTAL, STEP_RETRIES_TOTAL, RUNS_SKIPPED_TOTAL, RUN_FAILURES_TOTAL] {
+    for absent in [
+        STEP_FAILURES_TOTAL,
+        STEP_RETRIES_TOTAL,
+        RUNS_SKIPPED_TOTAL,
+        RUN_FAILURES_TOTAL,
+    ] {
         assert!(!t.contains(absent), "{absent} in\n{t}");
     }
     assert!(t.contains(
@@ -86,9 +91,9 @@ fn run_totals_exist_from_the_start_and_per_reason_counters_from_their_first_incr
         )),
         "{t}"
     );
-    assert!(t.contains(
-        r#"flowprobe_config_reloads_total{result="failure",location="eu-west-1"} 0"#
-    ));
+    assert!(
+        t.contains(r#"flowprobe_config_reloads_total{result="failure",location="eu-west-1"} 0"#)
+    );
     assert!(t.contains("process_cpu_seconds_total"));
 }
 
@@ -101,10 +106,7 @@ fn a_one_step_scenario_has_at_most_30_series_in_text() {
     s.tls = Some(tls("TLSv1.3", 1_800_000_000));
     m.record(&outcome("one", vec![s]));
     let t = m.render();
-    let series = t
-        .lines()
-        .filter(|l| l.contains("scenario=\"one\""))
-        .count();
+    let series = t.lines().filter(|l| l.contains("scenario=\"one\"")).count();
     assert!(series <= 30, "{series} series:\n{t}");
     assert_eq!(series, 30, "TLS, SLO bucket and all: {t}");
 }
@@ -177,9 +179,7 @@ fn outcomes_move_counters_histograms_and_gauges() {
     assert_eq!(
         value(
             &t,
-            &format!(
-                "{STEP_FAILURES_TOTAL}{{{L},step=\"api\",kind=\"http\",reason=\"timeout\"}}"
-            )
+            &format!("{STEP_FAILURES_TOTAL}{{{L},step=\"api\",kind=\"http\",reason=\"timeout\"}}")
         ),
         None
     );
@@ -284,7 +284,9 @@ fn failed_runs_are_counted_by_run_reason_and_cancelled_runs_not_at_all() {
     assert_eq!(
         value(
             &t,
-            &format!("{STEP_FAILURES_TOTAL}{{{L},step=\"home\",kind=\"http\",reason=\"http_status\"}}")
+            &format!(
+                "{STEP_FAILURES_TOTAL}{{{L},step=\"home\",kind=\"http\",reason=\"http_status\"}}"
+            )
         )
         .as_deref(),
         Some("1"),
@@ -359,7 +361,9 @@ async fn latency_quantiles_cover_a_sliding_window() {
     tokio::time::sleep(Duration::from_secs(300)).await;
     assert!(q(&m, "0.5").is_nan());
     let t = m.render();
-    let count = format!("{STEP_LATENCY_SECONDS}_count{{scenario=\"other\",location=\"eu-west-1\",step=\"only\"}}");
+    let count = format!(
+        "{STEP_LATENCY_SECONDS}_count{{scenario=\"other\",location=\"eu-west-1\",step=\"only\"}}"
+    );
     assert_eq!(value(&t, &count).as_deref(), Some("200"));
 }
 
@@ -417,7 +421,11 @@ fn sync_keeps_unchanged_counters_and_drops_removed_series() {
 fn families_are_contiguous_with_one_header_across_chunks() {
     let m = metrics();
     let set: Vec<LoadedScenario> = (0..600)
-        .map(|i| scenario(&format!("name: s-{i}\nsteps:\n  - name: a\n    http: {{url: \"http://127.0.0.1:9/\"}}\n")))
+        .map(|i| {
+            scenario(&format!(
+                "name: s-{i}\nsteps:\n  - name: a\n    http: {{url: \"http://127.0.0.1:9/\"}}\n"
+            ))
+        })
         .collect();
     m.sync(&set);
     let chunks: Vec<String> = m.render_chunks().collect();
@@ -477,24 +485,40 @@ fn openmetrics_has_created_exemplars_family_names_and_eof() {
     m.sync(&[scenario(SHOP)]);
     let mut failed = step("api", StepStatus::Failed, 400);
     failed.attempts = 2;
-    m.record(&outcome("shop", vec![step("home", StepStatus::Passed, 40), failed]));
+    m.record(&outcome(
+        "shop",
+        vec![step("home", StepStatus::Passed, 40), failed],
+    ));
     let om = String::from_utf8(m.render_as(Format::OpenMetrics)).expect("utf-8");
     assert!(om.ends_with("# EOF\n"), "{om}");
     assert_eq!(om.matches("# EOF").count(), 1);
-    for family in ["flowprobe_runs", "flowprobe_step_failures", "flowprobe_config_reloads"] {
-        assert!(om.contains(&format!("# TYPE {family} counter\n")), "{family}\n{om}");
+    for family in [
+        "flowprobe_runs",
+        "flowprobe_step_failures",
+        "flowprobe_config_reloads",
+    ] {
+        assert!(
+            om.contains(&format!("# TYPE {family} counter\n")),
+            "{family}\n{om}"
+        );
         assert!(!om.contains(&format!("# TYPE {family}_total")), "{family}");
     }
     assert!(om.contains(&format!("{RUNS_TOTAL}{{{L},outcome=\"failure\"}} 1\n")));
-    assert!(om.contains(&format!("flowprobe_runs_created{{{L},outcome=\"failure\"}} ")));
+    assert!(om.contains(&format!(
+        "flowprobe_runs_created{{{L},outcome=\"failure\"}} "
+    )));
     assert!(om.contains(&format!(
         "flowprobe_step_failures_created{{{L},step=\"api\",kind=\"http\",reason=\"http_status\"}} "
     )));
-    assert!(om.contains("flowprobe_config_reloads_total{result=\"success\",location=\"eu-west-1\"} 0"));
+    assert!(
+        om.contains("flowprobe_config_reloads_total{result=\"success\",location=\"eu-west-1\"} 0")
+    );
     // The 40 ms step's exemplar sits on its bucket (le 0.1), with the run's trace and run id.
     let bucket = format!("{STEP_DURATION_SECONDS}_bucket{{{L},step=\"home\",kind=\"http\",le=\"0.1\"}} 1 # {{trace_id=\"0af7651916cd43dd8448eb211c80319c\",run_id=\"r1\"}} 0.04 ");
     assert!(om.contains(&bucket), "{om}");
-    assert!(om.contains(&format!("{STEP_DURATION_SECONDS}_created{{{L},step=\"home\",kind=\"http\"}} ")));
+    assert!(om.contains(&format!(
+        "{STEP_DURATION_SECONDS}_created{{{L},step=\"home\",kind=\"http\"}} "
+    )));
     // The Prometheus text has neither.
     let text = m.render();
     assert!(!text.contains(" # {") && !text.contains("_created") && !text.contains("# EOF"));
@@ -517,14 +541,23 @@ fn tls_version_is_one_series_per_step_replaced_when_it_changes() {
         m.record(&outcome("other", vec![s]));
     }
     let t = m.render();
-    let lines: Vec<&str> = t.lines().filter(|l| l.starts_with(TLS_VERSION_INFO)).collect();
+    let lines: Vec<&str> = t
+        .lines()
+        .filter(|l| l.starts_with(TLS_VERSION_INFO))
+        .collect();
     assert_eq!(
         lines,
-        vec![format!("{TLS_VERSION_INFO}{{{lo},step=\"only\",version=\"TLSv1.3\"}} 1")]
+        vec![format!(
+            "{TLS_VERSION_INFO}{{{lo},step=\"only\",version=\"TLSv1.3\"}} 1"
+        )]
     );
     // The chain's earliest expiry, when the transport did not set one itself.
     assert_eq!(
-        value(&t, &format!("{CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS}{{{lo},step=\"only\"}}")).as_deref(),
+        value(
+            &t,
+            &format!("{CERTIFICATE_EXPIRY_TIMESTAMP_SECONDS}{{{lo},step=\"only\"}}")
+        )
+        .as_deref(),
         Some("1800000000")
     );
 }
@@ -575,7 +608,10 @@ fn fields(b: &[u8]) -> Vec<(u64, Pb)> {
 }
 
 fn get(f: &[(u64, Pb)], n: u64) -> Vec<Pb> {
-    f.iter().filter(|(k, _)| *k == n).map(|(_, v)| v.clone()).collect()
+    f.iter()
+        .filter(|(k, _)| *k == n)
+        .map(|(_, v)| v.clone())
+        .collect()
 }
 
 fn bytes_of(p: &Pb) -> Vec<u8> {
@@ -622,7 +658,9 @@ fn protobuf_has_native_step_buckets_beside_classic_ones_with_exemplars() {
             .unwrap_or_else(|| panic!("no family {name}"))
             .clone()
     };
-    assert!(families.iter().any(|f| get(f, 1) == vec![Pb::Bytes(b"process_cpu_seconds_total".to_vec())]));
+    assert!(families
+        .iter()
+        .any(|f| get(f, 1) == vec![Pb::Bytes(b"process_cpu_seconds_total".to_vec())]));
     let runs = family(RUNS_TOTAL);
     assert_eq!(get(&runs, 3), vec![Pb::Int(0)], "COUNTER");
     let steps = family(STEP_DURATION_SECONDS);
@@ -654,7 +692,11 @@ fn protobuf_has_native_step_buckets_beside_classic_ones_with_exemplars() {
     assert_eq!(get(&h, 13), vec![Pb::Int(zigzag(2)), Pb::Int(zigzag(-1))]);
     // Classic buckets, the 0.1 one with its exemplar.
     let buckets: Vec<Vec<(u64, Pb)>> = get(&h, 3).iter().map(|b| fields(&bytes_of(b))).collect();
-    assert_eq!(buckets.len(), DEFAULT_BUCKETS.len() + 1, "with the SLO bucket, +Inf implicit");
+    assert_eq!(
+        buckets.len(),
+        DEFAULT_BUCKETS.len() + 1,
+        "with the SLO bucket, +Inf implicit"
+    );
     let le01 = buckets
         .iter()
         .find(|b| get(b, 2) == vec![Pb::F64(0.1)])
@@ -671,7 +713,9 @@ fn protobuf_has_native_step_buckets_beside_classic_ones_with_exemplars() {
     assert_eq!(get(&ex, 2), vec![Pb::F64(0.04)]);
     // Phases: native only; run durations: classic only (their `le` buckets feed SLO rules).
     let phases = family(PHASE_DURATION_SECONDS);
-    let ph = fields(&bytes_of(&get(&fields(&bytes_of(&get(&phases, 4)[0])), 7)[0]));
+    let ph = fields(&bytes_of(
+        &get(&fields(&bytes_of(&get(&phases, 4)[0])), 7)[0],
+    ));
     assert!(get(&ph, 3).is_empty() && !get(&ph, 12).is_empty());
     let run = family(RUN_DURATION_SECONDS);
     let rh = fields(&bytes_of(&get(&fields(&bytes_of(&get(&run, 4)[0])), 7)[0]));
