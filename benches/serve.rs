@@ -7,7 +7,8 @@
 //!   versus Prometheus blackbox_exporter driven through `/probe`, same nginx target, both read
 //!   from /proc/PID/stat in the same run (goal: flowprobe ≤ 0.5× blackbox_exporter).
 //! - `fidelity`: a target that answers exactly 50 ms after the request; the p50 and p99 that
-//!   `flowprobe_step_latency_seconds` reports against 50 ms (goal: p99 error ≤ 2 ms).
+//!   `flowprobe_step_latency_seconds` (`--latency-summary`) reports against 50 ms (goal: p99
+//!   error ≤ 2 ms).
 //!
 //! `cargo bench --bench serve` runs all three (about three minutes); `cargo bench --bench
 //! serve -- fidelity` runs one.
@@ -275,7 +276,12 @@ fn fidelity() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("http://127.0.0.1:{port}/slow");
     let scenarios = write_scenarios(dir.path(), 5, "100ms", &url);
-    let probe = Prober::start(&[&scenarios], &[], &[], &dir.path().join("serve.log"));
+    let probe = Prober::start(
+        &[&scenarios],
+        &["--latency-summary"],
+        &[],
+        &dir.path().join("serve.log"),
+    );
     let window = Duration::from_secs(40);
     std::thread::sleep(window);
     let text = probe.scrape();
@@ -551,28 +557,40 @@ fn scale() {
             ms(h.value_at_quantile(0.99)),
             ms(h.max())
         );
-        println!("RSS max {rss_max:.1} MiB while running (goal ≤ 150 MiB)");
+        println!("RSS max {rss_max:.1} MiB while running (goal ≤ 150 MiB; metrics' goal ≤ 64 MiB)");
 
-        // One scrape of the whole exposition, streamed.
-        let t = Instant::now();
-        let (bytes, lines) = tokio::task::spawn_blocking(move || count_scrape(http_port))
-            .await
-            .expect("scrape task");
-        let (rss_after, hwm) = rss_mib(me);
-        println!(
-            "/metrics: {:.1} MiB, {lines} lines in {:.2} s (streamed; read and discarded); RSS {rss_after:.1} MiB after, peak {hwm:.1} MiB",
-            bytes as f64 / 1048576.0,
-            t.elapsed().as_secs_f64()
-        );
+        // One scrape of the whole exposition in each format, streamed.
+        for (format, accept) in [
+            ("text", None),
+            ("openmetrics", Some("application/openmetrics-text;version=1.0.0")),
+            ("protobuf", Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited")),
+        ] {
+            let t = Instant::now();
+            let (bytes, lines) =
+                tokio::task::spawn_blocking(move || count_scrape(http_port, accept))
+                    .await
+                    .expect("scrape task");
+            let (rss_after, hwm) = rss_mib(me);
+            let lines = if format == "protobuf" { String::new() } else { format!(", {lines} lines") };
+            println!(
+                "/metrics {format}: {:.1} MiB ({:.2} KB per scenario, goal ≤ 3 KB in text){lines} in {:.2} s (goal ≤ 1 s; streamed, read and discarded); RSS {rss_after:.1} MiB after, peak {hwm:.1} MiB",
+                bytes as f64 / 1048576.0,
+                bytes as f64 / 10_000.0 / 1000.0,
+                t.elapsed().as_secs_f64()
+            );
+        }
         scheduler.shutdown(Duration::from_secs(10)).await;
     });
     runtime.shutdown_background();
 }
 
-/// Scrapes /metrics without keeping it: (bytes, lines).
-fn count_scrape(port: u16) -> (usize, usize) {
+/// Scrapes /metrics (in the format `accept` asks for) without keeping it: (bytes, lines).
+fn count_scrape(port: u16, accept: Option<&str>) -> (usize, usize) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n{accept}\r\n").as_bytes())
         .expect("request");
     let (mut bytes, mut lines) = (0, 0);
     let mut buf = vec![0u8; 64 * 1024];
