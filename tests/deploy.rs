@@ -470,6 +470,7 @@ fn dashboard_queries_only_metrics_the_prober_exports() {
         m::CONFIG_INFO,
         m::CONFIG_RELOADS_TOTAL,
         m::CONFIG_LAST_RELOAD_SUCCESS,
+        m::SCENARIO_INFO,
         // Prometheus' own series for each scrape target.
         "up",
     ];
