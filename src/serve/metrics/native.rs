@@ -30,7 +30,8 @@ pub fn bucket_index(v: f64, schema: i8) -> i32 {
 
 impl Native {
     pub fn observe(&mut self, v: f64, schema: i8) {
-        if !(v > ZERO_THRESHOLD) {
+        // NaN and negative durations (none expected) count as zero too.
+        if v.is_nan() || v <= ZERO_THRESHOLD {
             self.zero_count += 1;
             return;
         }
