@@ -12,7 +12,7 @@ use super::series::Run;
 /// The latest observation of a bucket, for OpenMetrics and protobuf exemplars.
 #[derive(Debug, Clone)]
 pub struct Exemplar {
-    pub run: Arc<Run>,
+    pub run: Run,
     pub value: f64,
     /// Unix seconds.
     pub at: f64,
@@ -46,12 +46,14 @@ impl Hist {
         }
     }
 
-    /// A native-only histogram (no classic buckets).
+    /// A native-only histogram (no classic buckets; all share one empty bounds slice).
     pub fn native_only(schema: i8, created: f64) -> Hist {
-        Hist::new(&Arc::from(Vec::new()), Some(schema), created)
+        static NONE: std::sync::OnceLock<Arc<[f64]>> = std::sync::OnceLock::new();
+        let bounds = NONE.get_or_init(|| Arc::from(Vec::new()));
+        Hist::new(bounds, Some(schema), created)
     }
 
-    pub fn observe(&mut self, v: f64, run: Option<&Arc<Run>>, at: f64) {
+    pub fn observe(&mut self, v: f64, run: Option<&Run>, at: f64) {
         let pos = self.bounds.iter().position(|b| v <= *b);
         if let Some(i) = pos {
             self.counts[i] += 1;
@@ -116,8 +118,8 @@ fn write_exemplar(out: &mut String, e: &Exemplar) {
     let _ = write!(
         out,
         " # {{trace_id=\"{}\",run_id=\"{}\"}} {} {}",
-        super::escape(&e.run.trace_id),
-        super::escape(&e.run.run_id),
+        super::escape(e.run.trace_id()),
+        super::escape(e.run.run_id()),
         fmt_f64(e.value),
         fmt_f64(e.at)
     );

@@ -76,8 +76,8 @@ fn timestamp(b: &mut Vec<u8>, field: u32, secs: f64) {
 
 fn exemplar(b: &mut Vec<u8>, field: u32, e: &Exemplar) {
     message(b, field, |x| {
-        label(x, 1, "trace_id", &e.run.trace_id);
-        label(x, 1, "run_id", &e.run.run_id);
+        label(x, 1, "trace_id", e.run.trace_id());
+        label(x, 1, "run_id", e.run.run_id());
         double(x, 2, e.value);
         timestamp(x, 3, e.at);
     });
@@ -229,7 +229,7 @@ fn step_family(family: Family, f: &mut Vec<u8>, m: &ScenarioMetrics, s: &Series)
             Family::StepRetries => lazy(f, m, &sk[..1], st.retries),
             Family::PhaseDuration => {
                 for (phase, h) in &st.phases {
-                    let labels = [sk[0], ("phase", phase.as_str())];
+                    let labels = [sk[0], ("phase", &**phase)];
                     metric(f, m, &labels, |b| histogram(b, h));
                 }
             }

@@ -2,7 +2,6 @@
 //! that exist from start-up, counters created on their first increment (with the time, for
 //! OpenMetrics `_created`), histograms with exemplars, the TLS facts of each step.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::hist::Hist;
@@ -10,11 +9,23 @@ use super::window::Window;
 use super::{escape, PHASE_SCHEMA, STEP_SCHEMA};
 use crate::outcome::{Reason, ScenarioOutcome, StepOutcome, StepStatus};
 
-/// The ids of one run, shared by the exemplars its observations leave.
-#[derive(Debug)]
-pub struct Run {
-    pub trace_id: Box<str>,
-    pub run_id: Box<str>,
+/// The ids of one run, shared by the exemplars its observations leave: `trace_id run_id` in
+/// one allocation.
+#[derive(Debug, Clone)]
+pub struct Run(Arc<str>);
+
+impl Run {
+    pub fn new(trace_id: &str, run_id: &str) -> Run {
+        Run(format!("{trace_id} {run_id}").into())
+    }
+
+    pub fn trace_id(&self) -> &str {
+        self.0.split_once(' ').map_or(&*self.0, |(t, _)| t)
+    }
+
+    pub fn run_id(&self) -> &str {
+        self.0.split_once(' ').map_or("", |(_, r)| r)
+    }
 }
 
 /// A counter created on its first increment: (value, unix seconds it was created).
@@ -61,8 +72,9 @@ pub struct StepSeries {
     pub duration: Hist,
     pub failures: ByReason,
     pub retries: Lazy,
-    /// Native-only histograms by phase name.
-    pub phases: BTreeMap<String, Hist>,
+    /// Native-only histograms by phase name, in order of appearance (a few per step; a
+    /// BTreeMap's node would cost more than all of them).
+    pub phases: Vec<(Box<str>, Hist)>,
     pub window: Window,
     pub cert_not_after: Option<u64>,
     /// The TLS version the step's last TLS handshake negotiated.
@@ -77,14 +89,14 @@ impl StepSeries {
             duration: Hist::new(bounds, Some(STEP_SCHEMA), now),
             failures: ByReason::default(),
             retries: None,
-            phases: BTreeMap::new(),
+            phases: Vec::new(),
             window: Window::default(),
             cert_not_after: None,
             tls_version: None,
         }
     }
 
-    fn record(&mut self, step: &StepOutcome, run: &Arc<Run>, now: f64, window: Option<u64>) {
+    fn record(&mut self, step: &StepOutcome, run: &Run, now: f64, window: Option<u64>) {
         let secs = step.duration.as_secs_f64();
         self.duration.observe(secs, Some(run), now);
         if let Some(slot) = window {
@@ -98,13 +110,17 @@ impl StepSeries {
                 .inc(step.reason.unwrap_or(Reason::Internal), now);
         }
         for p in &step.phases {
-            if !self.phases.contains_key(&p.name) {
-                self.phases
-                    .insert(p.name.clone(), Hist::native_only(PHASE_SCHEMA, now));
-            }
-            if let Some(h) = self.phases.get_mut(&p.name) {
-                h.observe(p.duration.as_secs_f64(), None, now);
-            }
+            let i = match self.phases.iter().position(|(n, _)| **n == *p.name) {
+                Some(i) => i,
+                None => {
+                    let h = Hist::native_only(PHASE_SCHEMA, now);
+                    self.phases.push((p.name.as_str().into(), h));
+                    self.phases.len() - 1
+                }
+            };
+            self.phases[i]
+                .1
+                .observe(p.duration.as_secs_f64(), None, now);
         }
         let expiry = step.certificate_not_after.or_else(|| {
             step.tls
@@ -169,10 +185,7 @@ impl Series {
             self.run_failures
                 .inc(o.reason.unwrap_or(Reason::Internal), now);
         }
-        let run = Arc::new(Run {
-            trace_id: o.trace_id.as_str().into(),
-            run_id: o.run_id.as_str().into(),
-        });
+        let run = Run::new(&o.trace_id, &o.run_id);
         self.run_duration
             .observe(o.duration.as_secs_f64(), Some(&run), now);
         let finished = super::unix_secs(o.started_at) + o.duration.as_secs_f64();
