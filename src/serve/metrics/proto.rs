@@ -4,7 +4,8 @@
 //! classic ones; phase histograms are native-only; classic buckets carry exemplars (Prometheus
 //! takes a native histogram's exemplars from them). The run duration histogram stays classic
 //! only, so that a Prometheus ingesting native histograms still stores the `le` buckets the SLO
-//! rules select. One family is one chunk (a message's length precedes it).
+//! rules select. A family is written whole (its length precedes it) in two chunks: length and
+//! header, then its metrics.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -58,20 +59,28 @@ fn message(b: &mut Vec<u8>, field: u32, build: impl FnOnce(&mut Vec<u8>)) {
     bytes(b, field, &inner);
 }
 
+/// Bytes of `v` as a varint.
+fn varint_len(v: u64) -> u64 {
+    u64::from((64 - (v | 1).leading_zeros()).div_ceil(7))
+}
+
+/// A `LabelPair`, its length computed rather than buffered (the most frequent message).
 fn label(b: &mut Vec<u8>, field: u32, name: &str, value: &str) {
-    message(b, field, |l| {
-        bytes(l, 1, name.as_bytes());
-        bytes(l, 2, value.as_bytes());
-    });
+    let (n, v) = (name.len() as u64, value.len() as u64);
+    tag(b, field, 2);
+    varint(b, 2 + varint_len(n) + n + varint_len(v) + v);
+    bytes(b, 1, name.as_bytes());
+    bytes(b, 2, value.as_bytes());
 }
 
 /// `google.protobuf.Timestamp` from unix seconds.
 fn timestamp(b: &mut Vec<u8>, field: u32, secs: f64) {
-    message(b, field, |t| {
-        let whole = secs.floor();
-        uint(t, 1, whole as u64);
-        uint(t, 2, ((secs - whole) * 1e9) as u64);
-    });
+    let whole = secs.floor();
+    let (s, n) = (whole as u64, ((secs - whole) * 1e9) as u64);
+    tag(b, field, 2);
+    varint(b, 2 + varint_len(s) + varint_len(n));
+    uint(b, 1, s);
+    uint(b, 2, n);
 }
 
 fn exemplar(b: &mut Vec<u8>, field: u32, e: &Exemplar) {
@@ -280,6 +289,8 @@ pub struct ProtoChunks<M: Deref<Target = Metrics>> {
     scenarios: Vec<Arc<ScenarioMetrics>>,
     /// None: the registry part is next.
     family: Option<usize>,
+    /// The metrics of the family whose header was the last chunk.
+    pending: Option<Vec<u8>>,
     slot: u64,
     scratch: Option<Histogram<u64>>,
 }
@@ -293,11 +304,13 @@ impl<M: Deref<Target = Metrics>> ProtoChunks<M> {
             slot,
             metrics,
             family: None,
+            pending: None,
             scratch: Histogram::new(3).ok(),
         }
     }
 
-    /// One whole family, length-delimited; empty when it has no metric.
+    /// One family's length and header, its metrics left in `pending`; empty when it has no
+    /// metric.
     fn encode(&mut self, family: Family) -> Vec<u8> {
         let mut f = Vec::new();
         for m in &self.scenarios {
@@ -327,10 +340,11 @@ impl<M: Deref<Target = Metrics>> ProtoChunks<M> {
         bytes(&mut head, 1, name.as_bytes());
         bytes(&mut head, 2, help.as_bytes());
         uint(&mut head, 3, metric_type(kind));
-        let mut out = Vec::with_capacity(head.len() + f.len() + 10);
+        // The length and header as one chunk, the metrics as the next: no copy of the body.
+        let mut out = Vec::with_capacity(head.len() + 10);
         varint(&mut out, (head.len() + f.len()) as u64);
         out.extend_from_slice(&head);
-        out.extend_from_slice(&f);
+        self.pending = Some(f);
         out
     }
 }
@@ -339,6 +353,9 @@ impl<M: Deref<Target = Metrics>> Iterator for ProtoChunks<M> {
     type Item = Vec<u8>;
 
     fn next(&mut self) -> Option<Vec<u8>> {
+        if let Some(body) = self.pending.take() {
+            return Some(body);
+        }
         let Some(mut fi) = self.family else {
             self.family = Some(0);
             let mut buf = Vec::new();
@@ -357,5 +374,33 @@ impl<M: Deref<Target = Metrics>> Iterator for ProtoChunks<M> {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn computed_lengths_match_the_encoding() {
+        for v in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX] {
+            let mut b = Vec::new();
+            varint(&mut b, v);
+            assert_eq!(varint_len(v), b.len() as u64, "{v}");
+        }
+        let (mut direct, mut buffered) = (Vec::new(), Vec::new());
+        label(&mut direct, 1, "scenario", &"x".repeat(200));
+        message(&mut buffered, 1, |l| {
+            bytes(l, 1, b"scenario");
+            bytes(l, 2, "x".repeat(200).as_bytes());
+        });
+        assert_eq!(direct, buffered);
+        let (mut direct, mut buffered) = (Vec::new(), Vec::new());
+        timestamp(&mut direct, 3, 1_764_672_000.25);
+        message(&mut buffered, 3, |t| {
+            uint(t, 1, 1_764_672_000);
+            uint(t, 2, 250_000_000);
+        });
+        assert_eq!(direct, buffered);
     }
 }
