@@ -11,7 +11,8 @@
 //!   the same 200 probes/s. flowprobe and blackbox_exporter are read from /proc/PID/stat.
 //!   Goals: flowprobe ≤ 2× wrk and ≤ 0.2× blackbox_exporter.
 //! - `fidelity`: a target that answers exactly 50 ms after the request; the p50 and p99 that
-//!   `flowprobe_step_latency_seconds` reports against 50 ms (goal: p99 error ≤ 2 ms).
+//!   `flowprobe_step_latency_seconds` (`--latency-summary`) reports against 50 ms (goal: p99
+//!   error ≤ 2 ms).
 //!
 //! `cargo bench --bench serve` runs all three (about four minutes); `cargo bench --bench
 //! serve -- fidelity` runs one.
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use flowprobe::scenario::{load_paths, LoadOptions};
 use flowprobe::serve::http::App;
-use flowprobe::serve::metrics::Metrics;
+use flowprobe::serve::metrics::{Format, Metrics};
 use flowprobe::serve::schedule::{Event, EventFn, Scheduler};
 use hdrhistogram::Histogram;
 use support::prometheus::{find, Prober};
@@ -306,7 +307,12 @@ fn fidelity() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("http://127.0.0.1:{port}/slow");
     let scenarios = write_scenarios(dir.path(), 5, "100ms", &url);
-    let probe = Prober::start(&[&scenarios], &[], &[], &dir.path().join("serve.log"));
+    let probe = Prober::start(
+        &[&scenarios],
+        &["--latency-summary"],
+        &[],
+        &dir.path().join("serve.log"),
+    );
     let window = Duration::from_secs(40);
     std::thread::sleep(window);
     let text = probe.scrape();
@@ -613,6 +619,12 @@ fn scale() {
         let (rss_status, _) = rss_mib(me);
         fill_history(&app, &set);
         let (rss_history, _) = rss_mib(me);
+        let (rss_before_runs, _) = rss_mib(me);
+        fill_metrics(&metrics, &set);
+        println!(
+            "metrics after 30 runs of every scenario (durations over 1–300 ms, 5 phases): +{:.1} MiB",
+            rss_mib(me).0 - rss_before_runs
+        );
         println!(
             "loaded 10,000 scenarios in {:.2} s; RSS {rss_start:.1} MiB at start, {rss_loaded:.1} loaded, \
              {rss_metrics:.1} with metrics series, {rss_status:.1} with /status entries, \
@@ -702,28 +714,106 @@ fn scale() {
             ms(h.value_at_quantile(0.99)),
             ms(h.max())
         );
-        println!("RSS max {rss_max:.1} MiB while running (goal ≤ 150 MiB)");
+        println!("RSS max {rss_max:.1} MiB while running (goal ≤ 150 MiB; metrics' goal ≤ 64 MiB)");
 
-        // One scrape of the whole exposition, streamed.
-        let t = Instant::now();
-        let (bytes, lines) = tokio::task::spawn_blocking(move || count_scrape(http_port))
-            .await
-            .expect("scrape task");
-        let (rss_after, hwm) = rss_mib(me);
-        println!(
-            "/metrics: {:.1} MiB, {lines} lines in {:.2} s (streamed; read and discarded); RSS {rss_after:.1} MiB after, peak {hwm:.1} MiB",
-            bytes as f64 / 1048576.0,
-            t.elapsed().as_secs_f64()
-        );
+        // One scrape of the whole exposition in each format, streamed.
+        for (format, accept) in [
+            ("text", None),
+            ("openmetrics", Some("application/openmetrics-text;version=1.0.0")),
+            ("protobuf", Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited")),
+        ] {
+            let t = Instant::now();
+            let (bytes, lines) =
+                tokio::task::spawn_blocking(move || count_scrape(http_port, accept))
+                    .await
+                    .expect("scrape task");
+            let (rss_after, hwm) = rss_mib(me);
+            let lines = if format == "protobuf" { String::new() } else { format!(", {lines} lines") };
+            println!(
+                "/metrics {format}: {:.1} MiB ({:.2} KB per scenario, goal ≤ 3 KB in text){lines} in {:.2} s (goal ≤ 1 s; streamed, read and discarded); RSS {rss_after:.1} MiB after, peak {hwm:.1} MiB",
+                bytes as f64 / 1048576.0,
+                bytes as f64 / 10_000.0 / 1000.0,
+                t.elapsed().as_secs_f64()
+            );
+        }
         scheduler.shutdown(Duration::from_secs(10)).await;
+        // The encoders alone, with the scheduler stopped.
+        for format in [Format::Text, Format::OpenMetrics, Format::Protobuf] {
+            let t = Instant::now();
+            let bytes: usize = Metrics::chunks(metrics.clone(), format).map(|c| c.len()).sum();
+            println!(
+                "render {format:?} without load: {:.1} MiB in {:.2} s",
+                bytes as f64 / 1048576.0,
+                t.elapsed().as_secs_f64()
+            );
+        }
     });
     runtime.shutdown_background();
 }
 
-/// Scrapes /metrics without keeping it: (bytes, lines).
-fn count_scrape(port: u16) -> (usize, usize) {
+/// Records 30 runs of every scenario into the metrics alone: durations spread over 1–300 ms
+/// and five phases, the native buckets' and exemplars' worst case for a one-step scenario.
+fn fill_metrics(metrics: &Metrics, set: &[flowprobe::scenario::LoadedScenario]) {
+    use flowprobe::outcome::{Phase, ScenarioOutcome, StepOutcome, StepStatus};
+    for (n, sc) in set.iter().enumerate() {
+        for i in 0..30u64 {
+            let d = Duration::from_micros(1000 + (i * 7919 + n as u64 * 104_729) % 299_000);
+            let phases: Vec<Phase> = ["dns", "connect", "tls", "first_byte", "body"]
+                .iter()
+                .map(|p| Phase {
+                    name: p.to_string(),
+                    duration: d / 5,
+                })
+                .collect();
+            let steps = sc
+                .steps
+                .iter()
+                .map(|st| StepOutcome {
+                    name: st.name.clone(),
+                    kind: st.kind.name(),
+                    status: StepStatus::Passed,
+                    cleanup: false,
+                    reason: None,
+                    message: None,
+                    duration: d,
+                    attempts: 1,
+                    phases: phases.clone(),
+                    assertions: Vec::new(),
+                    certificate_not_after: None,
+                    tls: None,
+                    connection: None,
+                    location: String::new(),
+                    notes: Vec::new(),
+                })
+                .collect();
+            metrics.record(&ScenarioOutcome {
+                scenario: sc.name().to_string(),
+                file: String::new(),
+                run_id: format!("{i:016x}"),
+                trace_id: format!("{:032x}", n as u64 * 1000 + i),
+                iteration: 1,
+                started_at: std::time::SystemTime::now(),
+                duration: d,
+                success: true,
+                reason: None,
+                timed_out: false,
+                message: None,
+                cancelled: false,
+                cleanup_errors: Vec::new(),
+                labels: Default::default(),
+                steps,
+            });
+        }
+    }
+}
+
+/// Scrapes /metrics (in the format `accept` asks for) without keeping it: (bytes, lines).
+fn count_scrape(port: u16, accept: Option<&str>) -> (usize, usize) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n{accept}\r\n").as_bytes())
         .expect("request");
     let (mut bytes, mut lines) = (0, 0);
     let mut buf = vec![0u8; 64 * 1024];

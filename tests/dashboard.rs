@@ -104,8 +104,13 @@ fn every_panel_and_variable_query_returns_data_from_a_real_prometheus() {
         .iter()
         .map(|p| format!("127.0.0.1:{}", p.port))
         .collect();
-    let prom = PrometheusServer::start_with_rules(&targets, Some(&rules))
-        .unwrap_or_else(|e| panic!("{e}"));
+    // Native histograms on: the phase panel reads them (protobuf scrapes only).
+    let prom = PrometheusServer::start_with_flags(
+        &targets,
+        Some(&rules),
+        &["--enable-feature=native-histograms"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     // Enough runs for rate() windows and the recording rules of both SLIs.
     wait_until(Duration::from_secs(60), "runs and recorded SLIs", || {
         let runs = prom.query("sum(flowprobe_runs_total)").ok()?;

@@ -1,5 +1,5 @@
 //! `flowprobe serve` counts failed runs by the run's reason in `flowprobe_run_failures_total`
-//! (pre-created at 0, promtool-clean), a failure that belongs to the run and not to a step
+//! (created with the first failure of a reason, promtool-clean), a failure that belongs to the run and not to a step
 //! included: a secret file that disappears after start-up fails the runs with `config`, and
 //! `/status` (JSON and HTML) shows that reason and message for the last run.
 
@@ -43,12 +43,20 @@ fn run_level_failures_are_counted_and_shown() {
         &dir.path().join("serve.log"),
     );
 
-    // Every scenario × reason is there at 0 before any run.
+    // Per-reason counters come with their first increment; the run totals are there at 0.
     let first = probe.scrape();
     for sc in ["with-secret", "refused"] {
+        assert!(
+            find(&first, "flowprobe_run_failures_total", &[("scenario", sc)]).is_empty(),
+            "{first}"
+        );
         assert_eq!(
-            find(&first, "flowprobe_run_failures_total", &[("scenario", sc)]).len(),
-            14,
+            value(
+                &first,
+                "flowprobe_runs_total",
+                &[("scenario", sc), ("outcome", "failure")]
+            ),
+            Some(0.0),
             "{first}"
         );
     }
@@ -71,14 +79,10 @@ fn run_level_failures_are_counted_and_shown() {
     });
     check_metrics(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     for reason in ["connect", "timeout", "internal", "http_status"] {
-        assert_eq!(
-            run_failures(&text, "with-secret", reason),
-            Some(0.0),
-            "{reason}"
-        );
+        assert_eq!(run_failures(&text, "with-secret", reason), None, "{reason}");
     }
-    assert_eq!(run_failures(&text, "refused", "config"), Some(0.0));
-    // No step failed in the config runs: the step counters stay at 0.
+    assert_eq!(run_failures(&text, "refused", "config"), None);
+    // No step failed in the config runs: no step counter was created.
     for reason in ["config", "internal", "connect"] {
         assert_eq!(
             value(
@@ -86,7 +90,7 @@ fn run_level_failures_are_counted_and_shown() {
                 "flowprobe_step_failures_total",
                 &[("scenario", "with-secret"), ("reason", reason)]
             ),
-            Some(0.0),
+            None,
             "{reason}"
         );
     }

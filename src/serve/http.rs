@@ -1,4 +1,4 @@
-//! Serve mode's HTTP endpoints and the state they show: `/metrics` (Prometheus text, streamed
+//! Serve mode's HTTP endpoints and the state they show: `/metrics` (Prometheus text, OpenMetrics or protobuf by `Accept`, streamed
 //! in chunks), `/healthz` (alive), `/readyz` (scenarios loaded and scheduled), and `/status`
 //! (each scenario's last outcome and next run; rendered in `serve/status.rs`). The server loop
 //! ([`serve_http`]) bounds what clients can hold: a header-read timeout and a cap on open
@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::outcome::ScenarioOutcome;
 use crate::scenario::LoadedScenario;
-use crate::serve::metrics::Metrics;
+use crate::serve::metrics::{Format, Metrics};
 use crate::serve::schedule::{Shard, Timing};
 
 /// What `/status` knows about one scenario besides its counters.
@@ -339,14 +339,15 @@ async fn index() -> Response {
         .into_response()
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let chunks =
-        Metrics::chunks(app.metrics.clone()).map(|c| Ok::<Bytes, Infallible>(Bytes::from(c)));
+/// The exposition in the format the `Accept` header asks for (Prometheus text by default),
+/// streamed in chunks.
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let chunks = Metrics::chunks(app.metrics.clone(), format)
+        .map(|c| Ok::<Bytes, Infallible>(Bytes::from(c)));
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, format.content_type())],
         Body::from_stream(futures_util::stream::iter(chunks)),
     )
         .into_response()

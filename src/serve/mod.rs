@@ -57,6 +57,11 @@ pub struct ServeArgs {
     /// scenario's SLO latency threshold is always added.
     #[arg(long, value_name = "LIST", value_parser = parse_buckets, env = "FLOWPROBE_BUCKETS")]
     pub buckets: Option<Buckets>,
+    /// Also expose `flowprobe_step_latency_seconds`, step duration quantiles over a sliding
+    /// 5-minute window (6 more series per step; the step duration histogram answers the same
+    /// with histogram_quantile()).
+    #[arg(long, env = "FLOWPROBE_LATENCY_SUMMARY")]
+    pub latency_summary: bool,
     /// Most scenario runs at the same time (more wait for a slot).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..), env = "FLOWPROBE_MAX_CONCURRENCY")]
     pub max_concurrency: u32,
@@ -247,7 +252,7 @@ async fn open(args: &ServeArgs) -> Result<(Arc<Metrics>, TcpListener, Signals), 
         .map(|b| b.0.clone())
         .unwrap_or_default();
     let metrics = match Metrics::new(&args.labels, &buckets) {
-        Ok(m) => Arc::new(m),
+        Ok(m) => Arc::new(m.with_latency_summary(args.latency_summary)),
         Err(e) => {
             eprintln!("{e}");
             return Err(exit::INVALID);

@@ -334,6 +334,16 @@ impl PrometheusServer {
         targets: &[String],
         rules: Option<&Path>,
     ) -> Result<PrometheusServer, String> {
+        PrometheusServer::start_with_flags(targets, rules, &[])
+    }
+
+    /// Like [`PrometheusServer::start_with_rules`], with extra command-line flags
+    /// (`--enable-feature=native-histograms,exemplar-storage`).
+    pub fn start_with_flags(
+        targets: &[String],
+        rules: Option<&Path>,
+        flags: &[&str],
+    ) -> Result<PrometheusServer, String> {
         let program = find_program("prometheus")
             .ok_or("prometheus is not installed: run scripts/setup.sh")?;
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
@@ -357,7 +367,8 @@ impl PrometheusServer {
                     dir.path().join(format!("data-{port}")).display()
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--log.level=warn");
+                .arg("--log.level=warn")
+                .args(flags);
             let log = dir.path().join(format!("prometheus-{port}.log"));
             let mut guard = ChildGuard::spawn("prometheus", cmd, &log)?;
             match wait_for_port(port, Duration::from_secs(20)) {
@@ -410,6 +421,17 @@ impl PrometheusServer {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    /// GET an API path (`/api/v1/query_exemplars?...`): its `data`.
+    pub fn api(&self, path_and_query: &str) -> Result<serde_json::Value, String> {
+        let (status, _, body) = http_get(self.port, path_and_query, None)?;
+        if status != 200 {
+            return Err(format!("{path_and_query}: HTTP {status}: {body}"));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        Ok(v["data"].clone())
     }
 
     /// The health of each scrape target, from the API.
