@@ -61,8 +61,9 @@ pub async fn run_scenario_with(
     control: &RunControl,
 ) -> ScenarioOutcome {
     let begin = RunStart::now(iteration);
-    // Every event of the run, the steps' included, carries the trace id through this span.
-    let span = tracing::info_span!("trace", trace_id = %begin.trace.trace_id);
+    // Every event of the run, the steps' included, carries the scenario and the trace id
+    // through this span (the innermost one, which JSON logs show as `span`).
+    let span = tracing::info_span!("run", scenario = %sc.name, trace_id = %begin.trace.trace_id);
     let run = tracing::Instrument::instrument(run_inner(sc, redactor, control, &begin), span);
     match AssertUnwindSafe(run).catch_unwind().await {
         Ok(out) => out,
