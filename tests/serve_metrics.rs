@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use support::backend::Backend;
 use support::nginx::Ingress;
+use support::otlp::Receiver;
 use support::prometheus::{
     check_metrics, find, http_get, scenario_dir, value, wait_until, Prober, PrometheusServer,
 };
@@ -493,12 +494,16 @@ fn scrapes_are_clean(prom: &PrometheusServer) {
 #[test]
 fn prometheus_ingests_native_histograms_and_exemplars_over_protobuf() {
     let api = Backend::start("api");
+    // The runs' spans go to a real OTLP/HTTP receiver: an exemplar must lead to a trace the
+    // tracing backend got.
+    let otlp = Receiver::start();
     let (dir, scenarios) = scenario_dir(&[("health.yaml", HEALTH)]);
     let var = format!("api={}", api.url());
+    let endpoint = otlp.url();
     let probe = Prober::start(
         &[&scenarios],
         &["--var", &var],
-        &[],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
         &dir.path().join("serve.log"),
     );
     let prom = PrometheusServer::start_with_flags(
@@ -566,6 +571,23 @@ fn prometheus_ingests_native_histograms_and_exemplars_over_protobuf() {
     for (_, t, _) in &exemplars {
         assert_eq!(t.len(), 32, "{t}");
     }
+    // Spans are exported in batches of up to a second after their run.
+    let exported = wait_until(
+        Duration::from_secs(10),
+        "an exemplar's trace at the receiver",
+        || {
+            let traces: Vec<String> = otlp.spans().iter().map(|s| s.trace_id()).collect();
+            let n = exemplars
+                .iter()
+                .filter(|(_, t, _)| traces.contains(t))
+                .count();
+            (n > 0).then_some(n)
+        },
+    );
+    eprintln!(
+        "{exported} of {} exemplars lead to exported traces",
+        exemplars.len()
+    );
 }
 
 #[test]
