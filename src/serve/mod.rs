@@ -289,6 +289,11 @@ async fn start(
     listener: &TcpListener,
     otlp: Option<crate::otlp::Recorder>,
 ) -> (Arc<Daemon>, RunControl) {
+    if let Some(r) = &otlp {
+        if let Err(e) = metrics.watch_otlp(r.clone()) {
+            tracing::warn!(error = %e, "OTLP export counts are not on /metrics");
+        }
+    }
     let app = Arc::new(App::new(metrics, args.shard));
     if let Some(r) = otlp {
         app.export_to(r);

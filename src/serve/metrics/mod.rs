@@ -26,12 +26,14 @@ mod family;
 pub mod format;
 mod hist;
 mod native;
+mod otlp;
 mod proto;
 mod series;
 mod text;
 mod window;
 
 pub use format::Format;
+pub use otlp::{OTLP_EXPORT_FAILURES_TOTAL, OTLP_SPANS_TOTAL};
 pub use text::RenderChunks;
 
 use hist::Hist;
@@ -335,6 +337,13 @@ fn config_series(
 }
 
 impl Metrics {
+    /// Counts the OTLP exporter's spans on `/metrics` (`flowprobe_otlp_spans_total`,
+    /// `flowprobe_otlp_export_failures_total`); called once, when export is on.
+    pub fn watch_otlp(&self, recorder: crate::otlp::Recorder) -> Result<(), MetricsError> {
+        let collector = otlp::OtlpCollector::new(recorder)?;
+        self.registry.register(Box::new(collector)).map_err(reg_err)
+    }
+
     /// Metrics with `--label`s and `--buckets` (empty: [`DEFAULT_BUCKETS`]), no scenario yet.
     pub fn new(
         const_labels: &[(String, String)],
