@@ -55,6 +55,7 @@ pub(super) async fn attempt(
         cookies: shared.cookies.clone(),
         cleanups: &shared.cleanups,
         shared: &shared.process,
+        run: &shared.run,
         trace: crate::trace::SpanContext {
             trace_id: ctx.trace_id,
             span_id: crate::trace::SpanId::random(),

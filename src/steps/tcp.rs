@@ -189,7 +189,7 @@ async fn connect(
 /// Accepts any server certificate (`insecure: true`); signatures are still checked, so the
 /// handshake itself is real.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
+pub(crate) struct AcceptAnyCertificate(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
