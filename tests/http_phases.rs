@@ -123,6 +123,13 @@ async fn https_phases_tls_facts_and_the_chains_earliest_expiry() {
     assert!(tls.chain[0].not_after > now + VALID_FOR.as_secs() - 2 * 86_400);
     assert_eq!(slow.certificate_not_after, Some(mid));
 
+    // The JSON report carries the same facts.
+    let json = serde_json::to_value(slow).unwrap();
+    assert_eq!(json["connection"], "new");
+    assert_eq!(json["tls"]["alpn"], "h2");
+    assert_eq!(json["tls"]["chain"].as_array().map(Vec::len), Some(2));
+    assert_eq!(json["phases"][2]["name"], "tls");
+
     let http1 = &o.steps[1];
     let alpn = http1.tls.as_ref().and_then(|t| t.alpn.as_deref());
     assert_eq!(alpn, Some("http/1.1"));
