@@ -41,7 +41,10 @@ impl Stack {
     fn vars(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
             ("tls".into(), format!("https://{CHAIN}:{}", self.nginx.port)),
-            ("plain".into(), format!("http://localhost:{}", self.nginx.http_port)),
+            (
+                "plain".into(),
+                format!("http://localhost:{}", self.nginx.http_port),
+            ),
             ("ca".into(), self.ca.ca_file().display().to_string()),
         ])
     }
@@ -99,11 +102,20 @@ async fn https_phases_tls_facts_and_the_chains_earliest_expiry() {
     let o = stack.run(HTTPS).await;
     let slow = &o.steps[0];
     assert_eq!(names(slow), ["dns", "connect", "tls", "first_byte", "body"]);
-    assert!(phase(slow, "dns") < Duration::from_millis(1), "pinned: {slow:#?}");
+    assert!(
+        phase(slow, "dns") < Duration::from_millis(1),
+        "pinned: {slow:#?}"
+    );
     assert!(phase(slow, "connect") > Duration::ZERO);
     assert!(phase(slow, "tls") > Duration::ZERO);
-    assert!(phase(slow, "first_byte") >= Duration::from_millis(150), "{slow:#?}");
-    assert!(phase(slow, "first_byte") < Duration::from_millis(1000), "{slow:#?}");
+    assert!(
+        phase(slow, "first_byte") >= Duration::from_millis(150),
+        "{slow:#?}"
+    );
+    assert!(
+        phase(slow, "first_byte") < Duration::from_millis(1000),
+        "{slow:#?}"
+    );
     assert_sums_to_duration(slow);
     assert_eq!(slow.connection, Some(ConnectionUse::New));
 
@@ -117,7 +129,10 @@ async fn https_phases_tls_facts_and_the_chains_earliest_expiry() {
     assert!(tls.chain[1].subject.contains("intermediate"), "{tls:?}");
     assert!(tls.chain[1].issuer.contains("phases CA"), "{tls:?}");
     // The intermediate expires first: it is the chain's expiry.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let mid = tls.chain[1].not_after;
     assert!(mid.abs_diff(now + MID_LEFT.as_secs()) < 3_600, "{tls:?}");
     assert!(tls.chain[0].not_after > now + VALID_FOR.as_secs() - 2 * 86_400);
@@ -182,8 +197,14 @@ steps:
     use ConnectionUse::{New, Reused};
     assert_eq!(conn, [Some(New), Some(Reused), Some(New), Some(New)]);
     assert_eq!(names(&o.steps[1]), ["first_byte", "body"]);
-    assert!(o.steps[1].tls.is_some(), "a reused TLS connection keeps its facts");
-    assert_eq!(names(&o.steps[3]), ["dns", "connect", "tls", "first_byte", "body"]);
+    assert!(
+        o.steps[1].tls.is_some(),
+        "a reused TLS connection keeps its facts"
+    );
+    assert_eq!(
+        names(&o.steps[3]),
+        ["dns", "connect", "tls", "first_byte", "body"]
+    );
 
     // A new run opens its own connection.
     let o = stack.run(yaml).await;
@@ -211,7 +232,10 @@ steps:
         .map(|tp| {
             let parts: Vec<&str> = tp.split('-').collect();
             assert_eq!(parts.len(), 4, "{tp}");
-            assert_eq!((parts[0], parts[1], parts[3]), ("00", o.trace_id.as_str(), "01"));
+            assert_eq!(
+                (parts[0], parts[1], parts[3]),
+                ("00", o.trace_id.as_str(), "01")
+            );
             parts[2]
         })
         .collect();

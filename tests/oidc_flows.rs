@@ -125,7 +125,10 @@ async fn authorization_code_with_pkce_logs_in_through_the_form() {
         .filter(|p| NET.contains(&p.name.as_str()))
         .map(|p| p.duration)
         .sum();
-    assert!(net > std::time::Duration::ZERO && net <= s.duration, "{s:#?}");
+    assert!(
+        net > std::time::Duration::ZERO && net <= s.duration,
+        "{s:#?}"
+    );
     // The IdP saw the whole dance: login form posted, code exchanged, session ended.
     let log = idp.log_text();
     for line in [

@@ -36,9 +36,8 @@ fn serve() -> u16 {
                     Ok(n) => seen.extend_from_slice(&buf[..n]),
                 }
             }
-            let _ = c.write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-            );
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         }
     });
     port
@@ -59,9 +58,10 @@ fn thread_cpu() -> Duration {
 async fn reqwest_probe(url: &str, roots: &[reqwest::Certificate]) {
     let b = roots
         .iter()
-        .fold(reqwest::Client::builder().tls_built_in_root_certs(false), |b, c| {
-            b.add_root_certificate(c.clone())
-        })
+        .fold(
+            reqwest::Client::builder().tls_built_in_root_certs(false),
+            |b, c| b.add_root_certificate(c.clone()),
+        )
         .use_rustls_tls()
         .tls_info(true)
         .connect_timeout(Duration::from_secs(5))

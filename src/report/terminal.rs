@@ -148,7 +148,11 @@ fn write_detail(s: &mut String, p: &Paint, st: &StepOutcome) {
         let _ = writeln!(s, "      {}", p.dim(&line));
     }
     if let Some(tls) = &st.tls {
-        let alpn = tls.alpn.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
+        let alpn = tls
+            .alpn
+            .as_deref()
+            .map(|a| format!(" {a}"))
+            .unwrap_or_default();
         let mut line = format!("tls: {} {}{alpn}", tls.version, tls.cipher);
         if let Some(c) = tls.earliest_expiry() {
             let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.not_after);
@@ -248,7 +252,10 @@ mod tests {
             version: "TLSv1.3".into(),
             cipher: "TLS13_AES_128_GCM_SHA256".into(),
             alpn: Some("h2".into()),
-            chain: vec![cert("CN=shop.test", 2_000_000_000), cert("CN=mid", 1_900_000_000)],
+            chain: vec![
+                cert("CN=shop.test", 2_000_000_000),
+                cert("CN=mid", 1_900_000_000),
+            ],
         });
         let o = run("shop", vec![st]);
         let plain = render_outcome(&o, false, false);

@@ -137,13 +137,16 @@ impl TestCa {
         dn.push(DnType::CommonName, "flowprobe test intermediate");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.not_before = (now - DAY).into();
         params.not_after = (now + intermediate_left).into();
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().expect("generate the intermediate key");
-        let mid = CertifiedIssuer::signed_by(params, key, &self.issuer)
-            .expect("sign the intermediate");
+        let mid =
+            CertifiedIssuer::signed_by(params, key, &self.issuer).expect("sign the intermediate");
         let leaf = leaf_params(hosts, now - DAY, now + VALID_FOR, false);
         let key = KeyPair::generate().expect("generate a leaf key");
         let cert = leaf.signed_by(&key, &mid).expect("sign a leaf certificate");
