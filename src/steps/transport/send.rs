@@ -135,3 +135,38 @@ fn split(head: Duration, info: Option<&ConnInfo>, started: Instant) -> (Timings,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(established_at: Instant, tls: Option<Duration>) -> ConnInfo {
+        ConnInfo {
+            established_at,
+            dns: Duration::from_millis(1),
+            connect: Duration::from_millis(2),
+            tls,
+            handshake: None,
+            remote: "127.0.0.1:443".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_new_connection_splits_the_head_time_and_a_reused_one_does_not() {
+        let started = Instant::now();
+        let head = Duration::from_millis(10);
+        let later = started + Duration::from_millis(6);
+        let new = info(later, Some(Duration::from_millis(3)));
+        let (t, conn) = split(head, Some(&new), started);
+        assert_eq!(conn, ConnectionUse::New);
+        assert_eq!(t.first_byte, Duration::from_millis(4));
+        assert_eq!(t.total(), head);
+        let earlier = started - Duration::from_secs(1);
+        let (t, conn) = split(head, Some(&info(earlier, None)), started);
+        assert_eq!(conn, ConnectionUse::Reused);
+        assert_eq!(
+            (t.dns, t.connect, t.tls, t.first_byte),
+            (None, None, None, head)
+        );
+    }
+}
