@@ -1,6 +1,12 @@
 //! Engine overhead without I/O: template rendering, assertion parsing and evaluation, and a
 //! whole step's worth of engine work (render url + headers, 2 captures, 5 assertions).
 //! Goal: under 20 µs per step.
+//!
+//! And the http step against a local TCP server that answers 200 and closes, a new connection
+//! per probe: the step on the transport (`http_step/transport`) and, for comparison, what the
+//! step did before it (`http_step/reqwest_client_per_probe`: a reqwest client built per probe
+//! with the system roots). Besides criterion's wall times it prints the CPU time the probing
+//! thread spends per probe (the server runs on its own thread).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -102,6 +108,9 @@ fn benches(c: &mut Criterion) {
 criterion_group! {
     name = engine;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = benches
+    targets = benches, http_probe::benches
 }
+
+#[path = "engine/http_probe.rs"]
+mod http_probe;
 criterion_main!(engine);

@@ -18,7 +18,7 @@ pub struct Observation {
     pub body_truncated: bool,
     /// Named sub-timings: discovery, token, first_byte, ...
     pub phases: Vec<(String, Duration)>,
-    /// `notAfter` of the peer's leaf certificate, when TLS was used.
+    /// The earliest `notAfter` of the peer's chain (leaf or intermediate), when TLS was used.
     pub cert_not_after: Option<SystemTime>,
     /// What the TLS handshake showed, when the step's client can tell.
     pub tls: Option<crate::outcome::TlsFacts>,

@@ -189,6 +189,12 @@ impl TlsFacts {
     pub fn earliest_expiry(&self) -> Option<&CertificateFacts> {
         self.chain.iter().min_by_key(|c| c.not_after)
     }
+
+    /// When the chain's first certificate to expire does (what `certificate expires_in` reads).
+    pub fn earliest_not_after(&self) -> Option<SystemTime> {
+        self.earliest_expiry()
+            .map(|c| SystemTime::UNIX_EPOCH + Duration::from_secs(c.not_after))
+    }
 }
 
 /// One certificate of a peer's chain.

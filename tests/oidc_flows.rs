@@ -51,8 +51,25 @@ fn step<'a>(o: &'a ScenarioOutcome, name: &str) -> &'a StepOutcome {
         .unwrap_or_else(|| panic!("no step {name}"))
 }
 
+/// The network phases the transport adds, summed over every request of the step.
+const NET: [&str; 5] = ["dns", "connect", "tls", "first_byte", "body"];
+
+/// The step-level phases (discovery, authorize, token, ...), in order.
 fn phases(s: &StepOutcome) -> Vec<&str> {
-    s.phases.iter().map(|p| p.name.as_str()).collect()
+    s.phases
+        .iter()
+        .map(|p| p.name.as_str())
+        .filter(|n| !NET.contains(n))
+        .collect()
+}
+
+/// The network phases, in order.
+fn net_phases(s: &StepOutcome) -> Vec<&str> {
+    s.phases
+        .iter()
+        .map(|p| p.name.as_str())
+        .filter(|n| NET.contains(n))
+        .collect()
 }
 
 fn expect_failure(o: &ScenarioOutcome, reason: Reason) -> String {
@@ -93,6 +110,24 @@ async fn authorization_code_with_pkce_logs_in_through_the_form() {
             "userinfo",
             "logout"
         ]
+    );
+    // Every request of the step (both channels, each redirect hop) adds its network phases:
+    // the IdP is plain HTTP on a new connection each time, so no `tls`.
+    assert_eq!(
+        net_phases(s),
+        ["dns", "connect", "first_byte", "body"],
+        "{s:#?}"
+    );
+    assert_eq!(s.connection, Some(flowprobe::outcome::ConnectionUse::New));
+    let net: std::time::Duration = s
+        .phases
+        .iter()
+        .filter(|p| NET.contains(&p.name.as_str()))
+        .map(|p| p.duration)
+        .sum();
+    assert!(
+        net > std::time::Duration::ZERO && net <= s.duration,
+        "{s:#?}"
     );
     // The IdP saw the whole dance: login form posted, code exchanged, session ended.
     let log = idp.log_text();

@@ -64,7 +64,8 @@ secrets:
   token: {env: API_TOKEN}
 steps:
   - name: status
-    http: {url: "${{ vars.api }}/echo?token=${{ secrets.token }}"}
+    # The answer starts with the token (every request's headers, traceparent included, follow).
+    http: {url: "${{ vars.api }}/echo500?pad=0&first=query:token&token=${{ secrets.token }}"}
     assert: ["status == 503"]
   - name: never
     http: {url: "${{ vars.api }}/health"}

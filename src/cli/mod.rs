@@ -209,7 +209,7 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 pub async fn dispatch(cli: Cli) -> Result<i32, CliError> {
     let color = cli.color;
     match cli.command {
-        Command::Run(args) => run(args, color).await,
+        Command::Run(args) => run(args, color, cli.verbose > 0).await,
         Command::Validate(args) => Ok(validate(args)),
         Command::Serve(args) => crate::serve::command(args).await,
         Command::Slo(args) => crate::slo::command(args).await,
@@ -265,7 +265,7 @@ fn validate(args: ValidateArgs) -> i32 {
     }
 }
 
-async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
+async fn run(args: RunArgs, color: ColorChoice, detail: bool) -> Result<i32, CliError> {
     let opts = LoadOptions {
         vars: args.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
         check_secrets: true,
@@ -311,7 +311,7 @@ async fn run(args: RunArgs, color: ColorChoice) -> Result<i32, CliError> {
             progress.clear();
             print!(
                 "{}",
-                report::terminal::render_outcome(o, color, args.iterations > 1)
+                report::terminal::render_outcome_with(o, color, args.iterations > 1, detail)
             );
             let _ = std::io::stdout().flush();
             progress.count(o.success);

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::Summary;
-use crate::outcome::{Reason, ScenarioOutcome, StepOutcome, StepStatus};
+use crate::outcome::{ConnectionUse, Reason, ScenarioOutcome, StepOutcome, StepStatus};
 use crate::units::format_duration;
 
 struct Paint(bool);
@@ -33,6 +33,17 @@ impl Paint {
 
 /// One scenario run: a header line and a line per step.
 pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) -> String {
+    render_outcome_with(o, color, show_iteration, false)
+}
+
+/// The same; with `detail` (`-v`), each step that ran also shows its phases, its connection
+/// and its TLS facts.
+pub fn render_outcome_with(
+    o: &ScenarioOutcome,
+    color: bool,
+    show_iteration: bool,
+    detail: bool,
+) -> String {
     let p = Paint(color);
     let mut s = String::new();
     write_header(&mut s, &p, o, show_iteration);
@@ -45,6 +56,9 @@ pub fn render_outcome(o: &ScenarioOutcome, color: bool, show_iteration: bool) ->
         .max(8);
     for st in &o.steps {
         write_step(&mut s, &p, st, width);
+        if detail && st.status != StepStatus::Skipped {
+            write_detail(&mut s, &p, st);
+        }
     }
     for e in &o.cleanup_errors {
         let _ = writeln!(s, "  {} clean-up failed: {e}", p.red("!"));
@@ -125,6 +139,43 @@ fn write_step(s: &mut String, p: &Paint, st: &StepOutcome, width: usize) {
     s.push('\n');
 }
 
+/// A step's phases and connection, then its TLS facts, each on a dimmed line.
+fn write_detail(s: &mut String, p: &Paint, st: &StepOutcome) {
+    if !st.phases.is_empty() {
+        let phases: Vec<String> = st
+            .phases
+            .iter()
+            .map(|ph| format!("{} {}", ph.name, format_duration(ph.duration)))
+            .collect();
+        let conn = match st.connection {
+            Some(ConnectionUse::New) => " (new connection)",
+            Some(ConnectionUse::Reused) => " (reused connection)",
+            None => "",
+        };
+        let line = format!("phases: {}{conn}", phases.join(" · "));
+        let _ = writeln!(s, "      {}", p.dim(&line));
+    }
+    if let Some(tls) = &st.tls {
+        let alpn = tls
+            .alpn
+            .as_deref()
+            .map(|a| format!(" {a}"))
+            .unwrap_or_default();
+        let mut line = format!("tls: {} {}{alpn}", tls.version, tls.cipher);
+        if let Some(c) = tls.earliest_expiry() {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.not_after);
+            let _ = write!(
+                line,
+                " · chain of {}, first expiry {} ({})",
+                tls.chain.len(),
+                humantime::format_rfc3339_seconds(at),
+                c.subject
+            );
+        }
+        let _ = writeln!(s, "      {}", p.dim(&line));
+    }
+}
+
 /// A failed step's reason and message, the message's further lines indented below.
 fn write_failure(s: &mut String, p: &Paint, reason: Reason, msg: &str) {
     let mut lines = msg.lines();
@@ -177,4 +228,54 @@ pub fn render_summary(
     }
     let _ = writeln!(s, " in {}", format_duration(wall));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::fixtures::{run, step};
+    use crate::outcome::{CertificateFacts, Phase, TlsFacts};
+    use std::time::Duration;
+
+    #[test]
+    fn verbose_output_shows_phases_connection_and_tls_facts() {
+        let mut st = step("home", StepStatus::Passed);
+        st.phases = vec![
+            Phase {
+                name: "connect".into(),
+                duration: Duration::from_millis(2),
+            },
+            Phase {
+                name: "tls".into(),
+                duration: Duration::from_millis(7),
+            },
+        ];
+        st.connection = Some(ConnectionUse::New);
+        let cert = |subject: &str, not_after| CertificateFacts {
+            subject: subject.into(),
+            issuer: "CN=root".into(),
+            not_after,
+        };
+        st.tls = Some(TlsFacts {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+            alpn: Some("h2".into()),
+            chain: vec![
+                cert("CN=shop.test", 2_000_000_000),
+                cert("CN=mid", 1_900_000_000),
+            ],
+        });
+        let o = run("shop", vec![st]);
+        let plain = render_outcome(&o, false, false);
+        assert!(!plain.contains("phases:"), "{plain}");
+        let text = render_outcome_with(&o, false, false, true);
+        assert!(
+            text.contains("phases: connect 2ms · tls 7ms (new connection)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tls: TLSv1.3 TLS13_AES_128_GCM_SHA256 h2 · chain of 2, first expiry 2030-03-17T17:46:40Z (CN=mid)"),
+            "{text}"
+        );
+    }
 }

@@ -56,6 +56,7 @@ pub(super) async fn attempt(
         cookies: shared.cookies.clone(),
         cleanups: &shared.cleanups,
         shared: &shared.process,
+        run: &shared.run,
         trace,
     };
     let started = Instant::now();

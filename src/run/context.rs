@@ -16,6 +16,8 @@ pub(super) struct RunShared {
     pub cookies: Arc<reqwest::cookie::Jar>,
     pub cleanups: Cleanups,
     pub process: Arc<Shared>,
+    /// Values kept for this run only (pooled connections).
+    pub run: Shared,
 }
 
 impl RunShared {
@@ -24,6 +26,7 @@ impl RunShared {
             cookies: Arc::default(),
             cleanups: Cleanups::default(),
             process,
+            run: Shared::default(),
         }
     }
 }

@@ -1,14 +1,14 @@
-//! The `http` step: one request through reqwest (rustls), with TLS settings, `resolve`
-//! overrides, redirects, a body cap, and failure classification into reasons.
+//! The `http` step's spec: the request, TLS settings, `resolve` overrides, redirects, a body
+//! cap and connection reuse, with load-time checks; and failure classification shared by the
+//! clients that stay on reqwest. Sending is in `http_request.rs`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant, SystemTime};
 
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{read_config_file, render_config, Kind, StepContext, StepError};
+use super::{render_config, Kind, StepContext, StepError};
 use crate::assert::OwnQuery;
 use crate::outcome::Reason;
 use crate::scenario::ranges::{Problems, Range, GIB};
@@ -59,6 +59,12 @@ pub struct HttpSpec {
     /// Most bytes of the response body read (default 1MiB); the rest is discarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body: Option<Size>,
+    /// Keep the connection open for the later requests of the same run to the same host with
+    /// the same settings (default false: every request opens its own connection, as a user's
+    /// first visit does). A reused connection reports `connection: reused` and no `dns`,
+    /// `connect` or `tls` phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_connection: Option<bool>,
 }
 
 /// A request body.
@@ -179,6 +185,7 @@ impl HttpSpec {
             resolve,
             version: self.version.or(defaults.version),
             max_body: self.max_body.or(defaults.max_body),
+            reuse_connection: self.reuse_connection.or(defaults.reuse_connection),
         }
     }
 
@@ -242,7 +249,7 @@ impl HttpSpec {
     }
 }
 
-fn parse_resolve_addr(addr: &str, default_port: u16) -> Option<SocketAddr> {
+pub(crate) fn parse_resolve_addr(addr: &str, default_port: u16) -> Option<SocketAddr> {
     addr.parse::<SocketAddr>().ok().or_else(|| {
         addr.parse::<IpAddr>()
             .ok()
@@ -250,7 +257,10 @@ fn parse_resolve_addr(addr: &str, default_port: u16) -> Option<SocketAddr> {
     })
 }
 
-fn render_json(v: &serde_json::Value, r: &dyn Resolve) -> Result<serde_json::Value, StepError> {
+pub(crate) fn render_json(
+    v: &serde_json::Value,
+    r: &dyn Resolve,
+) -> Result<serde_json::Value, StepError> {
     Ok(match v {
         serde_json::Value::String(s) => serde_json::Value::String(render_config(s, r)?),
         serde_json::Value::Array(a) => serde_json::Value::Array(
@@ -267,83 +277,6 @@ fn render_json(v: &serde_json::Value, r: &dyn Resolve) -> Result<serde_json::Val
         }
         other => other.clone(),
     })
-}
-
-/// Applies a step's TLS settings (private CA, client certificate, `insecure`) to a reqwest
-/// client: shared by the http step and the oidc step's clients.
-pub(crate) fn apply_tls(
-    mut b: reqwest::ClientBuilder,
-    tls: &TlsSpec,
-    r: &dyn Resolve,
-) -> Result<reqwest::ClientBuilder, StepError> {
-    if let Some(ca) = &tls.ca_file {
-        let pem = read_config_file(&render_config(ca, r)?, "CA file")?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| StepError::new(Reason::Config, format!("CA file {ca} is not PEM: {e}")))?;
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-        let mut pem = read_config_file(&render_config(cert, r)?, "client certificate")?;
-        pem.push(b'\n');
-        pem.extend(read_config_file(&render_config(key, r)?, "client key")?);
-        let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-            StepError::new(
-                Reason::Config,
-                format!("client certificate/key invalid: {e}"),
-            )
-        })?;
-        b = b.identity(id);
-    }
-    if tls.insecure == Some(true) {
-        b = b.danger_accept_invalid_certs(true);
-    }
-    Ok(b)
-}
-
-fn build_client(
-    spec: &HttpSpec,
-    url: &reqwest::Url,
-    ctx: &StepContext<'_>,
-) -> Result<reqwest::Client, StepError> {
-    let r = ctx.resolver;
-    let follow = spec.follow_redirects.unwrap_or(false);
-    let mut b = crate::steps::trust::with_system_roots(reqwest::Client::builder())
-        .use_rustls_tls()
-        .tls_info(true)
-        .connect_timeout(ctx.timeout)
-        .pool_max_idle_per_host(0)
-        .cookie_provider(ctx.cookies.clone())
-        .user_agent(concat!("flowprobe/", env!("CARGO_PKG_VERSION")))
-        .redirect(if follow {
-            reqwest::redirect::Policy::limited(spec.max_redirects.unwrap_or(10) as usize)
-        } else {
-            reqwest::redirect::Policy::none()
-        });
-    match spec.version {
-        Some(HttpVersion::Http1) => b = b.http1_only(),
-        Some(HttpVersion::Http2) => b = b.http2_prior_knowledge(),
-        None => {}
-    }
-    if let Some(tls) = &spec.tls {
-        b = apply_tls(b, tls, r)?;
-    }
-    let default_port = url.port_or_known_default().unwrap_or(443);
-    for (host, addr) in &spec.resolve {
-        // The host may be a template too (`${{ vars.ingress_host }}`), like the URL.
-        let host = render_config(host, r)?;
-        let addr_s = render_config(addr, r)?;
-        let sock = parse_resolve_addr(&addr_s, default_port).ok_or_else(|| {
-            StepError::new(
-                Reason::Config,
-                format!("resolve {host}: `{addr_s}` is not an IP address or IP:port"),
-            )
-        })?;
-        b = b.resolve(&host, sock);
-    }
-    b.build()
-        .map_err(|e| StepError::new(Reason::Config, format!("cannot build HTTP client: {e}")))
 }
 
 /// Every message in an error's source chain, joined, without the wrappers that repeat the URL.
@@ -401,14 +334,6 @@ pub fn classify(e: &reqwest::Error) -> Reason {
     }
 }
 
-fn cert_not_after(resp: &reqwest::Response) -> Option<SystemTime> {
-    let info = resp.extensions().get::<reqwest::tls::TlsInfo>()?;
-    let der = info.peer_certificate()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let ts = cert.validity().not_after.timestamp();
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(ts).ok()?))
-}
-
 /// Largest `max_redirects`.
 pub const MAX_REDIRECTS: Range = Range::Int(0, 100);
 /// Largest body cap (`http.max_body`, `s3.get.max_body`).
@@ -458,150 +383,6 @@ impl Kind for HttpSpec {
         &self,
         ctx: &StepContext<'_>,
     ) -> impl std::future::Future<Output = Result<super::Observation, StepError>> + Send {
-        execute(self, ctx)
+        super::http_request::execute(self, ctx)
     }
-}
-
-/// Sends the request and reads the answer.
-pub async fn execute(
-    spec: &HttpSpec,
-    ctx: &StepContext<'_>,
-) -> Result<super::Observation, StepError> {
-    let (url, shown) = request_url(spec, ctx)?;
-    let client = build_client(spec, &url, ctx)?;
-    let req = build_request(spec, &client, &url, ctx)?;
-    let started = Instant::now();
-    let mut resp = req.send().await.map_err(|e| {
-        // Without the URL: it is shown redacted, and a host name such as `tls.example.com`
-        // must not sway the classification.
-        let e = e.without_url();
-        StepError::new(classify(&e), format!("{shown}: {}", error_chain(&e)))
-    })?;
-    let first_byte = started.elapsed();
-    let mut obs = observe_head(&resp);
-    obs.add_phase("first_byte", first_byte);
-    let cap = spec.max_body.map(|s| s.0).unwrap_or(DEFAULT_MAX_BODY) as usize;
-    // Read here, not in an async helper: every async layer under a kind's execute deepens the
-    // run's future (see `run/attempt.rs`).
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = cap.saturating_sub(obs.body.len());
-                if chunk.len() > room {
-                    obs.body.extend_from_slice(&chunk[..room]);
-                    obs.body_truncated = true;
-                    break;
-                }
-                obs.body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Err(e) => {
-                let e = e.without_url();
-                return Err(StepError::new(
-                    classify(&e),
-                    format!("reading the body of {shown}: {}", error_chain(&e)),
-                ));
-            }
-        }
-    }
-    obs.add_phase("body", started.elapsed() - first_byte);
-    Ok(obs)
-}
-
-/// The request URL with its query parameters, and the same URL for messages.
-fn request_url(
-    spec: &HttpSpec,
-    ctx: &StepContext<'_>,
-) -> Result<(reqwest::Url, String), StepError> {
-    let r = ctx.resolver;
-    let raw_url = spec
-        .url
-        .as_deref()
-        .ok_or_else(|| StepError::new(Reason::Config, "http step has no url"))?;
-    let url_s = render_config(raw_url, r)?;
-    let mut url = reqwest::Url::parse(&url_s)
-        .map_err(|e| StepError::new(Reason::Config, format!("invalid url `{url_s}`: {e}")))?;
-    // The URL for messages: redacted as rendered, before percent-encoding could hide a secret
-    // from the redactor (`/p/a b` becomes `/p/a%20b`; query pairs are form-encoded, which the
-    // redactor knows).
-    let mut shown = ctx.redactor.redact(&url_s);
-    if !spec.query.is_empty() {
-        let mut pairs = url.query_pairs_mut();
-        for (k, v) in &spec.query {
-            let (k, v) = (render_config(k, r)?, render_config(v, r)?);
-            pairs.append_pair(&k, &v);
-            let pair: String = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair(&k, &v)
-                .finish();
-            shown.push(if shown.contains('?') { '&' } else { '?' });
-            shown.push_str(&ctx.redactor.redact(&pair));
-        }
-    }
-    Ok((url, shown))
-}
-
-/// The request: method, headers, authentication and body, rendered.
-fn build_request(
-    spec: &HttpSpec,
-    client: &reqwest::Client,
-    url: &reqwest::Url,
-    ctx: &StepContext<'_>,
-) -> Result<reqwest::RequestBuilder, StepError> {
-    let r = ctx.resolver;
-    let method = spec.method.as_deref().unwrap_or("GET").to_uppercase();
-    let method = reqwest::Method::from_bytes(method.as_bytes())
-        .map_err(|_| StepError::new(Reason::Config, format!("invalid method {method}")))?;
-    let mut req = client.request(method, url.clone());
-    for (k, v) in &spec.headers {
-        req = req.header(render_config(k, r)?, render_config(v, r)?);
-    }
-    if let Some(auth) = &spec.auth {
-        if let Some(basic) = &auth.basic {
-            let user = render_config(&basic.username, r)?;
-            let pass = render_config(&basic.password, r)?;
-            // The header is base64(user:password): no form of the password alone matches it.
-            if ctx.redactor.redact(&pass) != pass {
-                ctx.redactor.add_basic("basic-auth", &user, &pass);
-            }
-            req = req.basic_auth(user, Some(pass));
-        } else if let Some(token) = &auth.bearer {
-            req = req.bearer_auth(render_config(token, r)?);
-        }
-    }
-    if let Some(body) = &spec.body {
-        if let Some(raw) = &body.raw {
-            req = req.body(render_config(raw, r)?);
-        } else if let Some(json) = &body.json {
-            req = req.json(&render_json(json, r)?);
-        } else if let Some(form) = &body.form {
-            let fields: Vec<(String, String)> = form
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), render_config(v, r)?)))
-                .collect::<Result<_, StepError>>()?;
-            req = req.form(&fields);
-        }
-    }
-    Ok(req)
-}
-
-/// What the response's head tells: status, headers, certificate, and the outputs.
-fn observe_head(resp: &reqwest::Response) -> super::Observation {
-    let mut obs = super::Observation::default();
-    obs.status = Some(resp.status().as_u16());
-    obs.headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    obs.cert_not_after = cert_not_after(resp);
-    obs.outputs
-        .insert("status".into(), resp.status().as_u16().into());
-    obs.outputs
-        .insert("url".into(), resp.url().to_string().into());
-    obs
 }

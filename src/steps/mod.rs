@@ -14,6 +14,7 @@
 pub mod decompress;
 pub mod dns;
 pub mod http;
+mod http_request;
 pub mod kind;
 pub mod oidc;
 pub mod postgres;
@@ -23,6 +24,7 @@ pub mod s3;
 pub mod shared;
 pub mod tcp;
 pub(crate) mod tls_facts;
+pub mod transport;
 pub mod trust;
 
 pub use kind::Kind;
@@ -85,6 +87,9 @@ pub struct StepContext<'a> {
     pub cleanups: &'a Cleanups,
     /// What steps keep between runs of this process (caches), one value per type.
     pub shared: &'a Shared,
+    /// What the steps of this run share, one value per type (the http step's pooled
+    /// connections with `reuse_connection`); dropped when the run ends.
+    pub run: &'a Shared,
     /// This attempt's span: requests carry it in `traceparent`.
     pub trace: crate::trace::SpanContext,
 }

@@ -119,30 +119,42 @@ impl TestCa {
         not_after: SystemTime,
         client: bool,
     ) -> CertFiles {
-        let sans: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-        let mut params = CertificateParams::new(sans).expect("valid host names");
-        let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            hosts.first().copied().unwrap_or("flowprobe-test"),
-        );
-        params.distinguished_name = dn;
-        params.not_before = not_before.into();
-        params.not_after = not_after.into();
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![if client {
-            ExtendedKeyUsagePurpose::ClientAuth
-        } else {
-            ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        params.use_authority_key_identifier_extension = true;
+        let params = leaf_params(hosts, not_before, not_after, client);
         let key = KeyPair::generate().expect("generate a leaf key");
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("sign a leaf certificate");
+        self.write(hosts, &cert.pem(), &key)
+    }
+
+    /// A server certificate for `hosts` (valid for [`VALID_FOR`]) issued by an intermediate CA
+    /// (signed by this CA) that expires `intermediate_left` from now; the certificate file
+    /// holds the leaf, then the intermediate, as a server sends its chain.
+    pub fn issue_via_intermediate(&self, hosts: &[&str], intermediate_left: Duration) -> CertFiles {
+        let now = SystemTime::now();
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("empty SAN list");
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "flowprobe test intermediate");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = (now - DAY).into();
+        params.not_after = (now + intermediate_left).into();
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().expect("generate the intermediate key");
+        let mid =
+            CertifiedIssuer::signed_by(params, key, &self.issuer).expect("sign the intermediate");
+        let leaf = leaf_params(hosts, now - DAY, now + VALID_FOR, false);
+        let key = KeyPair::generate().expect("generate a leaf key");
+        let cert = leaf.signed_by(&key, &mid).expect("sign a leaf certificate");
+        self.write(hosts, &format!("{}{}", cert.pem(), mid.pem()), &key)
+    }
+
+    /// Writes a certificate (chain) and its key as PEM files named after the first host.
+    fn write(&self, hosts: &[&str], cert_pem: &str, key: &KeyPair) -> CertFiles {
         let n = self.serial.fetch_add(1, Ordering::SeqCst);
         let stem = format!(
             "{n:02}-{}",
@@ -156,8 +168,38 @@ impl TestCa {
             cert: self.dir.path().join(format!("{stem}.crt")),
             key: self.dir.path().join(format!("{stem}.key")),
         };
-        std::fs::write(&files.cert, cert.pem()).expect("write the certificate");
+        std::fs::write(&files.cert, cert_pem).expect("write the certificate");
         std::fs::write(&files.key, key.serialize_pem()).expect("write the private key");
         files
     }
+}
+
+/// A leaf certificate's parameters: `hosts` as SANs, the first as CN.
+fn leaf_params(
+    hosts: &[&str],
+    not_before: SystemTime,
+    not_after: SystemTime,
+    client: bool,
+) -> CertificateParams {
+    let sans: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+    let mut params = CertificateParams::new(sans).expect("valid host names");
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        hosts.first().copied().unwrap_or("flowprobe-test"),
+    );
+    params.distinguished_name = dn;
+    params.not_before = not_before.into();
+    params.not_after = not_after.into();
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![if client {
+        ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        ExtendedKeyUsagePurpose::ServerAuth
+    }];
+    params.use_authority_key_identifier_extension = true;
+    params
 }

@@ -11,16 +11,20 @@
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, LOCATION};
+use hyper::Method;
 use scraper::Selector;
 use url::Url;
 
-use super::client::{strip_query, transport_error};
+use super::client::{strip_query, transport_error, Http};
 use super::discovery::add_phase;
 use super::form::{FormData, Found, Page};
 use super::presets::DEFAULT_ERRORS;
 use crate::observation::Observation;
 use crate::outcome::Reason;
 use crate::secrets::Redactor;
+use crate::steps::transport::TransportError;
 use crate::steps::StepError;
 
 /// How much of the hop trail failure messages show.
@@ -52,7 +56,7 @@ pub struct Rule {
 
 /// A browser session: one cookie jar, the hops so far.
 pub struct Browser {
-    client: reqwest::Client,
+    client: Http,
     max_hops: usize,
     hops: Vec<String>,
     redactor: Redactor,
@@ -83,7 +87,7 @@ enum Decision {
 }
 
 impl Browser {
-    pub fn new(client: reqwest::Client, max_hops: usize, redactor: Redactor) -> Self {
+    pub fn new(client: Http, max_hops: usize, redactor: Redactor) -> Self {
         Browser {
             client,
             max_hops,
@@ -199,40 +203,45 @@ impl Browser {
         phase: &str,
         obs: &mut Observation,
     ) -> Result<Hop, StepError> {
-        let (method, url, req) = match next {
-            Next::Get(u) => ("GET", u.clone(), self.client.get(u.clone())),
-            Next::Submit(f) if f.method == "POST" => (
-                "POST",
-                f.action.clone(),
-                self.client.post(f.action.clone()).form(&f.fields),
-            ),
+        let (method, url, headers, body) = match next {
+            Next::Get(u) => (Method::GET, u.clone(), HeaderMap::new(), Bytes::new()),
+            Next::Submit(f) if f.method == "POST" => {
+                let mut h = HeaderMap::new();
+                h.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&f.fields)
+                    .finish();
+                (Method::POST, f.action.clone(), h, Bytes::from(body))
+            }
             Next::Submit(f) => {
                 let mut u = f.action.clone();
                 u.query_pairs_mut().clear().extend_pairs(&f.fields);
-                ("GET", u.clone(), self.client.get(u))
+                (Method::GET, u, HeaderMap::new(), Bytes::new())
             }
         };
         let started = Instant::now();
-        let resp = req
-            .send()
+        let ex = self
+            .client
+            .send(method.clone(), &url, headers, body)
             .await
             .map_err(|e| self.fail_transport(phase, url.as_str(), &e))?;
-        let status = resp.status().as_u16();
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
+        let status = ex.status;
+        let location = ex
+            .headers
+            .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = if (300..400).contains(&status) {
             String::new()
         } else {
-            resp.text()
-                .await
-                .map_err(|e| self.fail_transport(phase, url.as_str(), &e))?
+            String::from_utf8_lossy(&ex.body).into_owned()
         };
         let took = started.elapsed();
         add_phase(obs, phase, took);
-        self.record(method, &url, status, took);
+        self.record(method.as_str(), &url, status, took);
         Ok(Hop {
             url,
             status,
@@ -293,7 +302,7 @@ impl Browser {
         self.hops.push(format!("{method} {path} {status}"));
     }
 
-    fn fail_transport(&self, phase: &str, url: &str, e: &reqwest::Error) -> StepError {
+    fn fail_transport(&self, phase: &str, url: &str, e: &TransportError) -> StepError {
         let err = transport_error(phase, url, e);
         self.fail(err.reason, err.message)
     }
@@ -588,7 +597,7 @@ mod tests {
     fn the_idps_message_is_quoted_redacted_and_cut() {
         let redactor = Redactor::new();
         redactor.add("password", "s3cret-pw-Xy");
-        let b = Browser::new(reqwest::Client::new(), 5, redactor);
+        let b = Browser::new(Http::for_tests(), 5, redactor);
         let long = format!("you typed s3cret-pw-Xy {}", "x".repeat(400));
         let e = b.login_failed(Some(long));
         assert_eq!(e.reason, Reason::Auth);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use openidconnect::core::{CoreJsonWebKeySet, CoreProviderMetadata};
 use openidconnect::{IssuerUrl, JsonWebKey};
 
-use super::client::{fetch_json, Fetched};
+use super::client::{fetch_json, Fetched, Http};
 use crate::observation::Observation;
 use crate::outcome::Reason;
 use crate::steps::StepError;
@@ -36,7 +36,7 @@ impl Discovered {
 }
 
 /// Fetches and checks the discovery document of `issuer`.
-pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Discovered, StepError> {
+pub async fn discover(http: &Http, issuer: &str) -> Result<Discovered, StepError> {
     let url = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
@@ -87,7 +87,7 @@ pub struct JwksCache(Mutex<HashMap<String, Cached>>);
 /// The issuer's signing keys for one attempt: from the cache while it is younger than the
 /// TTL, fetched (phase `jwks`) otherwise, and fetched once more for an unknown `kid`.
 pub struct Keys<'a> {
-    http: &'a reqwest::Client,
+    http: &'a Http,
     cache: std::sync::Arc<JwksCache>,
     cache_key: String,
     uri: String,
@@ -98,7 +98,7 @@ pub struct Keys<'a> {
 
 impl<'a> Keys<'a> {
     pub fn new(
-        http: &'a reqwest::Client,
+        http: &'a Http,
         cache: std::sync::Arc<JwksCache>,
         issuer: &str,
         d: &Discovered,

@@ -15,10 +15,11 @@ use openidconnect::{
 use url::Url;
 
 use super::browser::{Browser, LoginPlan, Rule};
-use super::client::{transport_error, Recording};
+use super::client::Recording;
 use super::discovery::{add_phase, Discovered};
 use crate::observation::Observation;
 use crate::outcome::Reason;
+use crate::steps::transport::TransportError;
 use crate::steps::StepError;
 
 /// The client as built from discovery.
@@ -32,7 +33,7 @@ pub type Client = CoreClient<
 >;
 
 type TokenError = RequestTokenError<
-    HttpClientError<reqwest::Error>,
+    HttpClientError<TransportError>,
     StandardErrorResponse<CoreErrorResponseType>,
 >;
 
@@ -290,8 +291,8 @@ fn token_error(e: TokenError, http: &Recording, what: &str) -> StepError {
             StepError::new(reason, format!("{what}: {code}{desc}{at}"))
         }
         RequestTokenError::Request(HttpClientError::Reqwest(re)) => {
-            let url = re.url().map(|u| u.to_string()).unwrap_or_default();
-            transport_error(what, &url, &re)
+            // The message starts with the URL, without its query.
+            StepError::new(re.reason, format!("{what}: {}", re.message))
         }
         RequestTokenError::Request(other) => {
             StepError::new(Reason::Connect, format!("{what}: {other}"))

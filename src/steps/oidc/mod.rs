@@ -14,7 +14,7 @@ mod spec;
 mod suggest;
 mod tokens;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openidconnect::core::CoreClient;
@@ -24,7 +24,7 @@ use serde_json::Value as Json;
 use url::Url;
 
 use self::browser::{Browser, LoginPlan, Rule};
-use self::client::{strip_query, transport_error, Recording};
+use self::client::{strip_query, transport_error, Http, NetLog, Recording};
 use self::discovery::{add_phase, Discovered, Keys};
 use self::flows::{CodeRequest, Granted};
 use self::form::selector;
@@ -159,6 +159,9 @@ pub async fn execute(spec: &OidcSpec, ctx: &StepContext<'_>) -> Result<Observati
             .await?;
     }
     let mut obs = attempt.obs;
+    if let Ok(net) = attempt.net.lock() {
+        net.record(&mut obs);
+    }
     set_outputs(&mut obs, &granted, claims, access_claims);
     Ok(obs)
 }
@@ -178,6 +181,8 @@ struct Attempt<'s, 'c> {
     client: flows::Client,
     /// The front channel's session, made when the flow or the logout needs one.
     browser: Option<Browser>,
+    /// The network phases of every request, both channels.
+    net: Arc<Mutex<NetLog>>,
     obs: Observation,
 }
 
@@ -201,8 +206,9 @@ impl<'s, 'c> Attempt<'s, 'c> {
         if let Some(s) = &secret {
             register_client_credentials(ctx, &client_id, s);
         }
+        let net = Arc::new(Mutex::new(NetLog::default()));
         let http = Recording::new(
-            client::build(spec.tls.as_ref(), ctx, None)?,
+            Http::new(spec.tls.as_ref(), ctx, None, net.clone())?,
             ctx.redactor.clone(),
         );
         let mut obs = Observation::default();
@@ -230,6 +236,7 @@ impl<'s, 'c> Attempt<'s, 'c> {
             provider,
             client,
             browser: None,
+            net,
             obs,
         })
     }
@@ -241,7 +248,12 @@ impl<'s, 'c> Attempt<'s, 'c> {
             let jar = Arc::new(reqwest::cookie::Jar::default());
             let max_hops = self.spec.max_hops.unwrap_or(DEFAULT_MAX_HOPS) as usize;
             self.browser = Some(Browser::new(
-                client::build(self.spec.tls.as_ref(), self.ctx, Some(jar))?,
+                Http::new(
+                    self.spec.tls.as_ref(),
+                    self.ctx,
+                    Some(jar),
+                    self.net.clone(),
+                )?,
                 max_hops,
                 self.ctx.redactor.clone(),
             ));
@@ -490,24 +502,18 @@ async fn userinfo(
             )
         })?;
     let started = Instant::now();
-    let resp = http
+    let ex = http
         .client
-        .get(&url)
-        .bearer_auth(token)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
+        .get_json(&url, Some(token))
         .await
         .map_err(|e| transport_error("userinfo", &url, &e))?;
-    let status = resp.status().as_u16();
-    let why = resp
-        .headers()
-        .get(reqwest::header::WWW_AUTHENTICATE)
+    let status = ex.status;
+    let why = ex
+        .headers
+        .get(hyper::header::WWW_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_error("userinfo", &url, &e))?;
+    let body = ex.body;
     add_phase(obs, "userinfo", started.elapsed());
     if status != 200 {
         // Redacted before it is cut: the answer may echo the token.

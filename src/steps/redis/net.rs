@@ -38,7 +38,7 @@ impl Timings {
         if let Some((took, facts)) = &self.tls {
             obs.add_phase("tls", *took);
             if let Some(f) = facts {
-                obs.cert_not_after = crate::steps::tls_facts::earliest_not_after(f);
+                obs.cert_not_after = f.earliest_not_after();
                 obs.tls = Some(f.clone());
             }
         }
