@@ -784,6 +784,10 @@ fn fill_metrics(metrics: &Metrics, set: &[flowprobe::scenario::LoadedScenario]) 
                     connection: None,
                     location: String::new(),
                     notes: Vec::new(),
+                    span_id: None,
+                    started_at: None,
+                    http_status: None,
+                    attempt_spans: Vec::new(),
                 })
                 .collect();
             metrics.record(&ScenarioOutcome {
@@ -791,6 +795,7 @@ fn fill_metrics(metrics: &Metrics, set: &[flowprobe::scenario::LoadedScenario]) 
                 file: String::new(),
                 run_id: format!("{i:016x}"),
                 trace_id: format!("{:032x}", n as u64 * 1000 + i),
+                span_id: format!("{:016x}", i + 1),
                 iteration: 1,
                 started_at: std::time::SystemTime::now(),
                 duration: d,
