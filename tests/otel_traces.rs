@@ -374,6 +374,20 @@ fn serve_exports_each_run_and_its_trace_ids_are_in_status() {
         "{status}"
     );
     assert_eq!(counts["failed_exports"], 0, "{status}");
+    // /metrics counts what the receiver took, read from the exporter at each scrape.
+    let exported = wait_until(
+        Duration::from_secs(10),
+        "exported spans on /metrics",
+        || {
+            let v = probe.metric("flowprobe_otlp_spans_total", &[("result", "exported")]);
+            (v >= 2.0).then_some(v)
+        },
+    );
+    assert!(exported >= 2.0, "{exported}");
+    assert_eq!(
+        probe.metric("flowprobe_otlp_export_failures_total", &[]),
+        0.0
+    );
     let last = &status["scenarios"][0]["last_run"];
     let trace = last["trace_id"].as_str().expect("trace id in /status");
     wait_until(Duration::from_secs(10), "the last run's spans", || {
@@ -432,6 +446,8 @@ fn serve_counts_failed_exports_in_status_and_keeps_probing() {
         status["scenarios"][0]["last_run"]["success"], true,
         "{status}"
     );
+    assert!(probe.metric("flowprobe_otlp_export_failures_total", &[]) >= 1.0);
+    assert!(probe.metric("flowprobe_otlp_spans_total", &[("result", "failed")]) >= 1.0);
     wait_until(Duration::from_secs(10), "more runs", || {
         (api.hits("/health") >= 3).then_some(())
     });

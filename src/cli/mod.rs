@@ -332,13 +332,7 @@ async fn run(args: RunArgs, color: ColorChoice, detail: bool) -> Result<i32, Cli
         );
     }
     write_reports(&args.reports, &outcomes, &verdicts)?;
-    let lost = crate::otlp::shutdown(exporter)
-        .await
-        .map_or(0, |c| c.unexported());
-    if lost > 0 {
-        // Not a failure of the run: said once, where `run`'s quiet default still shows it.
-        eprintln!("flowprobe: OTLP export: {lost} spans were not exported (-v shows why)");
-    }
+    flush_spans(exporter).await;
     Ok(if !outcomes.iter().all(|o| o.success) {
         exit::FAILED
     } else if verdicts.iter().any(|v| !v.passed) {
@@ -346,6 +340,17 @@ async fn run(args: RunArgs, color: ColorChoice, detail: bool) -> Result<i32, Cli
     } else {
         exit::OK
     })
+}
+
+/// Sends the spans still queued for OTLP export, and says how many never reached the receiver.
+async fn flush_spans(exporter: Option<crate::otlp::Exporter>) {
+    let lost = crate::otlp::shutdown(exporter)
+        .await
+        .map_or(0, |c| c.unexported());
+    if lost > 0 {
+        // Not a failure of the run: said once, where `run`'s quiet default still shows it.
+        eprintln!("flowprobe: OTLP export: {lost} spans were not exported (-v shows why)");
+    }
 }
 
 /// Writes each `--report` file.

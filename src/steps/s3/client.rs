@@ -122,29 +122,7 @@ pub async fn build(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<S3, StepError
         .as_deref()
         .map(|e| render_config(e, r))
         .transpose()?;
-    let static_creds = match (&spec.access_key_id, &spec.secret_access_key) {
-        (Some(id), Some(secret)) => {
-            let id = render_config(id, r)?;
-            let secret = render_config(secret, r)?;
-            ctx.redactor.add("s3-secret-access-key", &secret);
-            let token = spec
-                .session_token
-                .as_deref()
-                .map(|t| render_config(t, r))
-                .transpose()?;
-            if let Some(t) = &token {
-                ctx.redactor.add("s3-session-token", t);
-            }
-            Some(Credentials::new(
-                id,
-                secret,
-                token,
-                None,
-                "flowprobe-scenario",
-            ))
-        }
-        _ => None,
-    };
+    let static_creds = static_credentials(spec, ctx)?;
 
     let mut b = match &static_creds {
         Some(c) => aws_sdk_s3::config::Builder::new()
@@ -165,14 +143,16 @@ pub async fn build(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<S3, StepError
     // S3-compatible stores (MinIO, Ceph, s3s) usually want path-style; AWS virtual-hosted.
     b = b.force_path_style(spec.path_style.unwrap_or(endpoint.is_some()));
     let ca_pem = match spec.tls.as_ref().and_then(|t| t.ca_file.as_deref()) {
-        Some(ca) => Some(read_config_file(&render_config(ca, r)?, "CA file")?),
+        Some(ca) => {
+            let path = render_config(ca, r)?;
+            let pem = read_config_file(&path, "CA file")?;
+            Some((path, pem))
+        }
         None => None,
     };
+    let tls = crate::steps::transport::TlsSetting::http1_with_ca(ca_pem).config(ctx.shared)?;
     let net = super::net::NetLog::default();
-    b = b.http_client(super::net::TimedHttpClient::new(
-        super::net::tls_config(ca_pem.as_deref())?,
-        net.clone(),
-    ));
+    b = b.http_client(super::net::TimedHttpClient::new(tls, net.clone()));
     let status = LastStatus::default();
     let b = b
         .interceptor(status.clone())
@@ -194,4 +174,34 @@ pub async fn build(spec: &S3Spec, ctx: &StepContext<'_>) -> Result<S3, StepError
         status,
         net,
     })
+}
+
+/// The scenario's own keys (`access_key_id` + `secret_access_key`, maybe a session token),
+/// registered with the redactor; `None` when the environment's credentials are used.
+fn static_credentials(
+    spec: &S3Spec,
+    ctx: &StepContext<'_>,
+) -> Result<Option<Credentials>, StepError> {
+    let r = ctx.resolver;
+    let (Some(id), Some(secret)) = (&spec.access_key_id, &spec.secret_access_key) else {
+        return Ok(None);
+    };
+    let id = render_config(id, r)?;
+    let secret = render_config(secret, r)?;
+    ctx.redactor.add("s3-secret-access-key", &secret);
+    let token = spec
+        .session_token
+        .as_deref()
+        .map(|t| render_config(t, r))
+        .transpose()?;
+    if let Some(t) = &token {
+        ctx.redactor.add("s3-session-token", t);
+    }
+    Ok(Some(Credentials::new(
+        id,
+        secret,
+        token,
+        None,
+        "flowprobe-scenario",
+    )))
 }

@@ -20,14 +20,12 @@ use aws_smithy_types::body::SdkBody;
 use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::observation::Observation;
-use crate::outcome::{ConnectionUse, Reason, TlsFacts};
-use crate::steps::StepError;
+use crate::outcome::{ConnectionUse, TlsFacts};
 
 /// What opening one connection took and showed.
 #[derive(Debug, Clone)]
@@ -81,40 +79,6 @@ enum NetError {
     Endpoint(String),
     #[error("connecting to {0} timed out after {1:?}")]
     Timeout(String, Duration),
-}
-
-/// The rustls configuration: the system trust store plus the step's CA file, HTTP/1.1 only.
-pub fn tls_config(ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, StepError> {
-    static SYSTEM_ONLY: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    if ca_pem.is_none() {
-        if let Some(c) = SYSTEM_ONLY.get() {
-            return Ok(c.clone());
-        }
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(crate::steps::trust::system_roots_der().iter().cloned());
-    for cert in ca_pem
-        .map(CertificateDer::pem_slice_iter)
-        .into_iter()
-        .flatten()
-    {
-        let added = cert
-            .map_err(|e| e.to_string())
-            .and_then(|c| roots.add(c).map_err(|e| e.to_string()));
-        added.map_err(|e| StepError::new(Reason::Config, format!("CA file: {e}")))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StepError::new(Reason::Config, format!("TLS settings: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let config = Arc::new(config);
-    if ca_pem.is_none() {
-        let _ = SYSTEM_ONLY.set(config.clone());
-    }
-    Ok(config)
 }
 
 /// The SDK's HTTP client for one step attempt: every operation shares one hyper-util client

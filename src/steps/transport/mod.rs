@@ -19,4 +19,4 @@ pub use connector::{ConnInfo, Handshake};
 pub use error::TransportError;
 pub use phases::Timings;
 pub use send::{Exchange, Limits};
-pub use tls::TlsConfigs;
+pub use tls::{TlsConfigs, TlsSetting};

@@ -45,6 +45,15 @@ impl TlsSetting {
         }
     }
 
+    /// The system roots plus an optional private CA (its path, its PEM), HTTP/1.1 only: the
+    /// s3 step's client, cached with the http step's configurations.
+    pub(crate) fn http1_with_ca(ca_pem: Option<(String, Vec<u8>)>) -> TlsSetting {
+        TlsSetting {
+            ca_pem,
+            ..TlsSetting::plain(Some(HttpVersion::Http1))
+        }
+    }
+
     /// Renders the paths and reads the files (every time: they may have been rotated).
     pub fn read(
         tls: Option<&TlsSpec>,
