@@ -242,27 +242,15 @@ fn config_error(what: &str, e: impl std::fmt::Display) -> StepError {
 
 /// The trusted roots: the system store plus `ca_file`.
 fn root_store(tls: &TcpTls, ctx: &StepContext<'_>) -> Result<rustls::RootCertStore, StepError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(super::trust::system_roots_der().iter().cloned());
-    if let Some(ca) = &tls.ca_file {
-        let path = render_config(ca, ctx.resolver)?;
-        let pem = read_config_file(&path, "CA file")?;
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| config_error(&format!("CA file {path} is not PEM"), e))?;
-        if certs.is_empty() {
-            return Err(config_error(
-                &format!("CA file {path}"),
-                "no certificate in it",
-            ));
+    let ca = match &tls.ca_file {
+        Some(ca) => {
+            let path = render_config(ca, ctx.resolver)?;
+            let pem = read_config_file(&path, "CA file")?;
+            Some((path, pem))
         }
-        for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| config_error(&format!("CA file {path}"), e))?;
-        }
-    }
-    Ok(roots)
+        None => None,
+    };
+    super::trust::roots_with_ca(ca.as_ref().map(|(p, pem)| (p.as_str(), pem.as_slice())))
 }
 
 /// A rustls client configuration from the step's `tls` settings.

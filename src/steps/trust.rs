@@ -5,7 +5,11 @@
 
 use std::sync::OnceLock;
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
+
+use crate::outcome::Reason;
+use crate::steps::StepError;
 
 /// The system's CA certificates (DER), read on first use; the tcp step builds its rustls
 /// configuration from them.
@@ -24,6 +28,31 @@ pub(crate) fn system_roots_der() -> &'static [CertificateDer<'static>] {
         }
         found.certs
     })
+}
+
+/// The system store plus a step's CA file (`path` for messages, its PEM); a file that is not
+/// PEM or holds no certificate is a `config` error.
+pub(crate) fn roots_with_ca(ca: Option<(&str, &[u8])>) -> Result<rustls::RootCertStore, StepError> {
+    let bad = |what: String, e: &dyn std::fmt::Display| {
+        StepError::new(Reason::Config, format!("{what}: {e}"))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(system_roots_der().iter().cloned());
+    let Some((path, pem)) = ca else {
+        return Ok(roots);
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("CA file {path} is not PEM"), &e))?;
+    if certs.is_empty() {
+        return Err(bad(format!("CA file {path}"), &"no certificate in it"));
+    }
+    for c in certs {
+        roots
+            .add(c)
+            .map_err(|e| bad(format!("CA file {path}"), &e))?;
+    }
+    Ok(roots)
 }
 
 /// The same certificates for reqwest clients.

@@ -149,25 +149,11 @@ impl TlsSetting {
 
     /// The system store plus the step's CA file.
     fn roots(&self) -> Result<rustls::RootCertStore, StepError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(crate::steps::trust::system_roots_der().iter().cloned());
-        if let Some((path, pem)) = &self.ca_pem {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<_, _>>()
-                .map_err(|e| config_error(&format!("CA file {path} is not PEM"), e))?;
-            if certs.is_empty() {
-                return Err(config_error(
-                    &format!("CA file {path}"),
-                    "no certificate in it",
-                ));
-            }
-            for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| config_error(&format!("CA file {path}"), e))?;
-            }
-        }
-        Ok(roots)
+        crate::steps::trust::roots_with_ca(
+            self.ca_pem
+                .as_ref()
+                .map(|(path, pem)| (path.as_str(), pem.as_slice())),
+        )
     }
 }
 
