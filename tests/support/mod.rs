@@ -46,6 +46,42 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> Result<(), String> {
     ))
 }
 
+/// Inodes of the sockets listening on 127.0.0.1:`port` (from /proc/net/tcp).
+fn listening_inodes(port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local_address, state 0A (LISTEN), inode
+            (f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A"))
+                .then(|| f.get(9).map(|i| i.to_string()))
+                .flatten()
+        })
+        .collect()
+}
+
+/// True when process `pid` holds a socket listening on 127.0.0.1:`port`: the server itself
+/// took the port, not another test's server that bound it first.
+pub fn owns_port(pid: u32, port: u16) -> bool {
+    let inodes = listening_inodes(port);
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .ok()
+            .and_then(|t| t.to_str().map(String::from))
+            .and_then(|t| {
+                t.strip_prefix("socket:[")
+                    .map(|i| i.trim_end_matches(']').to_string())
+            })
+            .is_some_and(|i| inodes.contains(&i))
+    })
+}
+
 /// A child process that is stopped by its PID (SIGTERM, then SIGKILL) when dropped.
 pub struct ChildGuard {
     pub name: String,

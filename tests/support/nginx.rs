@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::backend::Backend;
 use super::tls::{CertFiles, TestCa};
-use super::{find_program, free_port, wait_for_port, ChildGuard};
+use super::{find_program, free_port, owns_port, wait_for_port, ChildGuard};
 
 /// One `server` block: a name, its certificate (None: plain HTTP) and the backend port.
 #[derive(Debug, Clone)]
@@ -128,7 +128,14 @@ impl Nginx {
         ]);
         let mut guard = ChildGuard::spawn("nginx", cmd, &prefix.join("logs/stderr.log"))?;
         for p in [port, http_port] {
-            if let Err(e) = wait_for_port(p, Duration::from_secs(5)) {
+            // Another test's server may have bound the port first: then nginx exits and the
+            // port still answers, so it must be nginx's own socket.
+            let ours = wait_for_port(p, Duration::from_secs(5)).and_then(|()| {
+                owns_port(guard.pid(), p)
+                    .then_some(())
+                    .ok_or_else(|| format!("127.0.0.1:{p} is another process's"))
+            });
+            if let Err(e) = ours {
                 let exited = guard.child.try_wait().ok().flatten();
                 guard.stop();
                 return Err(format!(
