@@ -176,6 +176,28 @@ steps:
     assert_eq!(o.reason, Some(Reason::Auth), "{}", describe(&o));
 }
 
+/// The connector's failures keep their reasons through the SDK: a name that does not resolve
+/// is `dns`, and TLS spoken to a plain-HTTP store is `tls`.
+#[tokio::test]
+async fn an_unknown_name_is_dns_and_tls_to_a_plain_port_is_tls() {
+    let f = Fixture::start();
+    for (endpoint, reason) in [
+        ("http://no-such-store.invalid:9000".to_string(), Reason::Dns),
+        (format!("https://127.0.0.1:{}", f.s3.port), Reason::Tls),
+    ] {
+        let o = f
+            .run(&format!(
+                "name: s3-net{SECRETS}
+steps:
+  - name: upload
+    s3: {{endpoint: '{endpoint}', bucket: b, access_key_id: x, secret_access_key: '${{{{ secrets.sk }}}}', put: {{}}}}
+"
+            ))
+            .await;
+        assert_eq!(o.reason, Some(reason), "{endpoint}: {}", describe(&o));
+    }
+}
+
 #[tokio::test]
 async fn a_server_that_is_down_is_connect() {
     let f = Fixture::start();

@@ -15,7 +15,7 @@ mod send;
 mod tls;
 
 pub use client::{Body, Options, RunClients, Transport};
-pub use connector::{ConnInfo, Handshake};
+pub use connector::{ConnInfo, Connector, Handshake};
 pub use error::TransportError;
 pub use phases::Timings;
 pub use send::{Exchange, Limits};
