@@ -82,55 +82,66 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// A passing run of `sc` in which every step took `d` with `phases`.
+fn passing_run(
+    sc: &flowprobe::scenario::LoadedScenario,
+    d: Duration,
+    phases: Vec<flowprobe::outcome::Phase>,
+) -> flowprobe::outcome::ScenarioOutcome {
+    use flowprobe::outcome::{ScenarioOutcome, StepOutcome, StepStatus};
+    let steps = sc
+        .steps
+        .iter()
+        .map(|st| StepOutcome {
+            name: st.name.clone(),
+            kind: st.kind.name(),
+            status: StepStatus::Passed,
+            cleanup: false,
+            reason: None,
+            message: None,
+            duration: d,
+            attempts: 1,
+            phases: phases.clone(),
+            assertions: Vec::new(),
+            certificate_not_after: None,
+            tls: None,
+            connection: None,
+            location: String::new(),
+            span_id: None,
+            started_at: None,
+            http_status: None,
+            attempt_spans: Vec::new(),
+            notes: Vec::new(),
+        })
+        .collect();
+    ScenarioOutcome {
+        scenario: sc.name().to_string(),
+        file: String::new(),
+        run_id: String::new(),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        span_id: "00f067aa0ba902b7".into(),
+        iteration: 1,
+        started_at: std::time::SystemTime::now(),
+        duration: d,
+        success: true,
+        reason: None,
+        timed_out: false,
+        message: None,
+        cancelled: false,
+        cleanup_errors: Vec::new(),
+        labels: Default::default(),
+        steps,
+    }
+}
+
 /// Records [`flowprobe::serve::history::RETAINED_RUNS`] passing runs of every scenario, as a
 /// long-running serve has: the /status history at its bound.
 fn fill_history(app: &App, set: &[flowprobe::scenario::LoadedScenario]) {
-    use flowprobe::outcome::{ScenarioOutcome, StepOutcome, StepStatus};
     for sc in set {
         for i in 0..flowprobe::serve::history::RETAINED_RUNS {
-            let steps = sc
-                .steps
-                .iter()
-                .map(|st| StepOutcome {
-                    name: st.name.clone(),
-                    kind: st.kind.name(),
-                    status: StepStatus::Passed,
-                    cleanup: false,
-                    reason: None,
-                    message: None,
-                    duration: Duration::from_millis(3),
-                    attempts: 1,
-                    phases: Vec::new(),
-                    assertions: Vec::new(),
-                    certificate_not_after: None,
-                    tls: None,
-                    connection: None,
-                    location: String::new(),
-                    span_id: None,
-                    started_at: None,
-                    http_status: None,
-                    attempt_spans: Vec::new(),
-                    notes: Vec::new(),
-                })
-                .collect();
-            app.finished(&Arc::new(ScenarioOutcome {
-                scenario: sc.name().to_string(),
-                file: String::new(),
-                run_id: format!("{i}"),
-                trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
-                span_id: "00f067aa0ba902b7".into(),
-                iteration: 1,
-                started_at: std::time::SystemTime::now(),
-                duration: Duration::from_millis(3),
-                success: true,
-                reason: None,
-                timed_out: false,
-                message: None,
-                cancelled: false,
-                cleanup_errors: Vec::new(),
-                labels: Default::default(),
-                steps,
-            }));
+            let mut out = passing_run(sc, Duration::from_millis(3), Vec::new());
+            out.run_id = format!("{i}");
+            app.finished(&Arc::new(out));
         }
     }
 }
@@ -754,7 +765,7 @@ fn scale() {
 /// Records 30 runs of every scenario into the metrics alone: durations spread over 1–300 ms
 /// and five phases, the native buckets' and exemplars' worst case for a one-step scenario.
 fn fill_metrics(metrics: &Metrics, set: &[flowprobe::scenario::LoadedScenario]) {
-    use flowprobe::outcome::{Phase, ScenarioOutcome, StepOutcome, StepStatus};
+    use flowprobe::outcome::Phase;
     for (n, sc) in set.iter().enumerate() {
         for i in 0..30u64 {
             let d = Duration::from_micros(1000 + (i * 7919 + n as u64 * 104_729) % 299_000);
@@ -765,49 +776,11 @@ fn fill_metrics(metrics: &Metrics, set: &[flowprobe::scenario::LoadedScenario]) 
                     duration: d / 5,
                 })
                 .collect();
-            let steps = sc
-                .steps
-                .iter()
-                .map(|st| StepOutcome {
-                    name: st.name.clone(),
-                    kind: st.kind.name(),
-                    status: StepStatus::Passed,
-                    cleanup: false,
-                    reason: None,
-                    message: None,
-                    duration: d,
-                    attempts: 1,
-                    phases: phases.clone(),
-                    assertions: Vec::new(),
-                    certificate_not_after: None,
-                    tls: None,
-                    connection: None,
-                    location: String::new(),
-                    notes: Vec::new(),
-                    span_id: None,
-                    started_at: None,
-                    http_status: None,
-                    attempt_spans: Vec::new(),
-                })
-                .collect();
-            metrics.record(&ScenarioOutcome {
-                scenario: sc.name().to_string(),
-                file: String::new(),
-                run_id: format!("{i:016x}"),
-                trace_id: format!("{:032x}", n as u64 * 1000 + i),
-                span_id: format!("{:016x}", i + 1),
-                iteration: 1,
-                started_at: std::time::SystemTime::now(),
-                duration: d,
-                success: true,
-                reason: None,
-                timed_out: false,
-                message: None,
-                cancelled: false,
-                cleanup_errors: Vec::new(),
-                labels: Default::default(),
-                steps,
-            });
+            let mut out = passing_run(sc, d, phases);
+            out.run_id = format!("{i:016x}");
+            out.trace_id = format!("{:032x}", n as u64 * 1000 + i);
+            out.span_id = format!("{:016x}", i + 1);
+            metrics.record(&out);
         }
     }
 }

@@ -71,6 +71,15 @@ impl Observation {
         self.phases.iter().find(|(n, _)| n == name).map(|(_, d)| *d)
     }
 
+    /// Sets what the TLS handshake showed, and with it `cert_not_after`: the chain's earliest
+    /// expiry, which `certificate expires_in` reads.
+    pub fn set_tls(&mut self, facts: Option<crate::outcome::TlsFacts>) {
+        self.cert_not_after = facts
+            .as_ref()
+            .and_then(crate::outcome::TlsFacts::earliest_not_after);
+        self.tls = facts;
+    }
+
     /// Adds a phase timing.
     pub fn add_phase(&mut self, name: &str, d: Duration) {
         self.phases.push((name.to_string(), d));

@@ -15,7 +15,7 @@ use super::transport::{
 };
 use super::{render_config, StepContext, StepError};
 use crate::observation::Observation;
-use crate::outcome::{Reason, TlsFacts};
+use crate::outcome::Reason;
 
 /// A request ready to send (again, for a redirect).
 struct Prepared {
@@ -241,8 +241,7 @@ fn observe(
     obs.body_truncated = ex.truncated;
     timings.record(&mut obs);
     obs.connection = Some(ex.connection);
-    obs.tls = handshake.map(|h| h.facts());
-    obs.cert_not_after = obs.tls.as_ref().and_then(TlsFacts::earliest_not_after);
+    obs.set_tls(handshake.map(|h| h.facts()));
     obs.outputs.insert("status".into(), ex.status.into());
     obs.outputs.insert("url".into(), url.to_string().into());
     obs

@@ -429,7 +429,8 @@ fn a_failed_map_entry_or_element_does_not_hide_the_next() {
 fn a_sub_node_is_read_with_its_path() {
     let root = node("spec:\n  a: 1\n  b: x\n");
     let spec = &entries(&root)[0].1;
-    let ok: BTreeMap<String, String> = from_node_at(spec, "steps[3].http").unwrap();
+    let ok: BTreeMap<String, String> =
+        from_node_at(spec, "steps[3].http").expect("both values are strings");
     assert_eq!(ok.len(), 2);
     let errors = from_node_at::<BTreeMap<String, u8>>(spec, "steps[3].http").unwrap_err();
     assert_eq!(errors[0].path, "steps[3].http.b");
@@ -443,10 +444,10 @@ fn a_sub_node_is_read_with_its_path() {
 fn the_example_scenarios_deserialize() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let mut n = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    for entry in std::fs::read_dir(dir).expect("the repository has scenarios/") {
+        let path = entry.expect("a readable directory entry").path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            let src = std::fs::read_to_string(&path).unwrap();
+            let src = std::fs::read_to_string(&path).expect("example scenarios are UTF-8 files");
             if let Err(e) = from_str::<Scenario>(&src) {
                 panic!("{}: {e:?}", path.display());
             }

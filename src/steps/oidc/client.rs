@@ -13,7 +13,7 @@ use openidconnect::{HttpClientError, HttpRequest, HttpResponse};
 use url::Url;
 
 use crate::observation::Observation;
-use crate::outcome::{ConnectionUse, Reason, TlsFacts};
+use crate::outcome::{ConnectionUse, Reason};
 use crate::secrets::Redactor;
 use crate::steps::http::TlsSpec;
 use crate::steps::transport::{
@@ -38,8 +38,7 @@ impl NetLog {
         self.timings.record(obs);
         if let Some((conn, handshake)) = &self.last {
             obs.connection = Some(*conn);
-            obs.tls = handshake.as_ref().map(|h| h.facts());
-            obs.cert_not_after = obs.tls.as_ref().and_then(TlsFacts::earliest_not_after);
+            obs.set_tls(handshake.as_ref().map(|h| h.facts()));
         }
     }
 }

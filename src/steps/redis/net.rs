@@ -37,9 +37,8 @@ impl Timings {
         obs.add_phase("connect", self.connect);
         if let Some((took, facts)) = &self.tls {
             obs.add_phase("tls", *took);
-            if let Some(f) = facts {
-                obs.cert_not_after = f.earliest_not_after();
-                obs.tls = Some(f.clone());
+            if facts.is_some() {
+                obs.set_tls(facts.clone());
             }
         }
         obs.add_phase("setup", self.setup);

@@ -45,9 +45,7 @@ impl NetLog {
             obs.add_phase("tls", took);
         }
         if let Some(h) = &first.handshake {
-            let facts = h.facts();
-            obs.cert_not_after = facts.earliest_not_after();
-            obs.tls = Some(facts);
+            obs.set_tls(Some(h.facts()));
         }
     }
 }
