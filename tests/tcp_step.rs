@@ -96,6 +96,14 @@ steps:
     assert_eq!(phases(&o, 0), ["connect", "first_byte"]);
     assert_eq!(phases(&o, 1), ["connect", "tls", "first_byte"]);
     assert!(o.steps[1].certificate_not_after.is_some());
+    // The TLS facts, and the expiry is the chain's earliest.
+    let tls = o.steps[1].tls.as_ref().expect("TLS facts of the tcp step");
+    assert_eq!(tls.version, "TLSv1.3");
+    assert!(!tls.chain.is_empty());
+    assert_eq!(
+        o.steps[1].certificate_not_after,
+        tls.earliest_expiry().map(|c| c.not_after)
+    );
     assert_eq!(ing.app_a.hits("/whoami"), 1);
     assert_eq!(ing.app_a.hits("/health"), 1);
     assert_eq!(ing.app_b.hits("/whoami"), 1);

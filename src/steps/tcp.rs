@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use regex::bytes::Regex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -285,13 +285,6 @@ fn client_config(tls: &TcpTls, ctx: &StepContext<'_>) -> Result<rustls::ClientCo
     }
 }
 
-/// `notAfter` of a DER certificate.
-fn not_after(der: &CertificateDer<'_>) -> Option<SystemTime> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-    let ts = cert.validity().not_after.timestamp();
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(ts).ok()?))
-}
-
 /// A plain or TLS connection.
 trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
@@ -317,12 +310,7 @@ async fn handshake(
         .await
         .map_err(|e| StepError::new(Reason::Tls, format!("TLS handshake with {name}: {e}")))?;
     obs.add_phase("tls", started.elapsed());
-    obs.cert_not_after = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(not_after);
+    obs.set_tls(super::tls_facts::from_connection(stream.get_ref().1));
     Ok(Box::new(stream))
 }
 
